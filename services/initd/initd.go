@@ -1,0 +1,84 @@
+// Package initd is the appliance's PID 1: it mounts the kernel file systems,
+// loads the board's kernel modules, prints the boot banner and hands over to
+// the services.
+package initd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the initramfs, written by the image build (package initramfs).
+const (
+	ReleaseFile = "/etc/pqbranch/release.json"
+	ModulesFile = "/lib/modules/pqbranch.load"
+)
+
+// Main runs init. It only returns on a fatal error; the kernel panics when
+// PID 1 exits, and the board's panic= command line option then resets the box
+// so that an unbootable trial slot falls back to the committed one.
+func Main(ctx context.Context, args []string) error {
+	if err := mountAll(); err != nil {
+		fmt.Fprintf(os.Stderr, "init: %v\n", err)
+	}
+	rel, err := ReadRelease(ReleaseFile)
+	if err != nil {
+		return err
+	}
+	if n, err := LoadModules(ModulesFile); err != nil {
+		fmt.Fprintf(os.Stderr, "init: modules: %v\n", err)
+	} else {
+		fmt.Fprintf(os.Stderr, "init: loaded %d kernel modules\n", n)
+	}
+	if err := unix.Sethostname([]byte("pqbranch")); err != nil {
+		fmt.Fprintf(os.Stderr, "init: hostname: %v\n", err)
+	}
+	slot, err := BootSlot()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "init: slot: %v\n", err)
+	}
+	fmt.Println(Banner(rel, slot))
+
+	if rel.Profile == "dev" {
+		go consoleShell(ctx)
+	}
+	reap(ctx)
+	return errors.New("init: reaper stopped")
+}
+
+// Banner is the one line a test or an operator looks for on the console.
+func Banner(rel Release, slot string) string {
+	if slot == "" {
+		slot = "?"
+	}
+	return fmt.Sprintf("pqbranch %s board=%s slot=%s", rel.Version, rel.Board, slot)
+}
+
+// consoleShell keeps a debugging shell on the console in dev images.
+func consoleShell(ctx context.Context) {
+	for ctx.Err() == nil {
+		cmd := exec.CommandContext(ctx, "/bbin/gosh")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), "PATH=/bin:/bbin", "HOME=/")
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "init: shell: %v\n", err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// reap collects every orphan that the kernel re-parents to PID 1.
+func reap(ctx context.Context) {
+	for ctx.Err() == nil {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, 0, nil); errors.Is(err, unix.ECHILD) {
+			time.Sleep(time.Second)
+		}
+	}
+}
