@@ -24,7 +24,7 @@ const (
 // PID 1 exits, and the board's panic= command line option then resets the box
 // so that an unbootable trial slot falls back to the committed one.
 func Main(ctx context.Context, args []string) error {
-	if err := mountAll(); err != nil {
+	if err := mountAll(kernelMounts); err != nil {
 		fmt.Fprintf(os.Stderr, "init: %v\n", err)
 	}
 	rel, err := ReadRelease(ReleaseFile)
@@ -35,6 +35,9 @@ func Main(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "init: modules: %v\n", err)
 	} else {
 		fmt.Fprintf(os.Stderr, "init: loaded %d kernel modules\n", n)
+	}
+	if err := mountAll(moduleMounts); err != nil {
+		fmt.Fprintf(os.Stderr, "init: %v\n", err)
 	}
 	if err := unix.Sethostname([]byte("pqbranch")); err != nil {
 		fmt.Fprintf(os.Stderr, "init: hostname: %v\n", err)
@@ -48,6 +51,7 @@ func Main(ctx context.Context, args []string) error {
 	if rel.Profile == "dev" {
 		go consoleShell(ctx)
 	}
+	startAppliance(ctx, rel, slot)
 	reap(ctx)
 	return errors.New("init: reaper stopped")
 }

@@ -13,7 +13,8 @@ import (
 
 // LoadModules loads the kernel modules listed in path, one path per line,
 // already in dependency order (the image build resolves modules.dep), so no
-// module tooling is needed at boot.
+// module tooling is needed at boot. Drivers for hardware that is not there
+// (ENODEV) are skipped silently: a board file may list alternatives.
 func LoadModules(path string) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -30,7 +31,11 @@ func LoadModules(path string) (int, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if err := loadModule(filepath.Join(filepath.Dir(path), line)); err != nil {
+		err := loadModule(filepath.Join(filepath.Dir(path), line))
+		if errors.Is(err, unix.ENODEV) {
+			continue
+		}
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -14,8 +14,7 @@ type mount struct {
 	data                   string
 }
 
-// kernelMounts are the file systems every service expects. efivarfs is how
-// the boot slot is found and, later, how updates steer the next boot.
+// kernelMounts are the file systems every service expects.
 var kernelMounts = []mount{
 	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
@@ -23,12 +22,17 @@ var kernelMounts = []mount{
 	{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "ptmxmode=0666"},
 	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+}
+
+// moduleMounts need a kernel module first. efivarfs is how the boot slot is
+// found and, later, how updates steer the next boot.
+var moduleMounts = []mount{
 	{"efivarfs", "/sys/firmware/efi/efivars", "efivarfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 }
 
-func mountAll() error {
+func mountAll(mounts []mount) error {
 	var errs []error
-	for _, m := range kernelMounts {
+	for _, m := range mounts {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
 			errs = append(errs, err)
 			continue

@@ -11,9 +11,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
+	"github.com/pqbranch/pqbranch/services/appliance"
+	"github.com/pqbranch/pqbranch/services/config"
+	"github.com/pqbranch/pqbranch/services/ike/ikecmd"
 	"github.com/pqbranch/pqbranch/services/initd"
+	"github.com/pqbranch/pqbranch/services/power"
+	"github.com/pqbranch/pqbranch/services/status"
 )
 
 // applet is the entry point of one appliance command.
@@ -21,7 +27,13 @@ type applet func(ctx context.Context, args []string) error
 
 func applets() map[string]applet {
 	return map[string]applet{
-		"init": initd.Main,
+		"ike":          ikecmd.Main,
+		"init":         initd.Main,
+		"status":       status.Main,
+		"reload":       appliance.ReloadMain,
+		"config-check": config.CheckMain,
+		"reboot":       power.Applet(power.Reboot),
+		"poweroff":     power.Applet(power.Poweroff),
 	}
 }
 
@@ -32,13 +44,18 @@ func main() {
 	if _, ok := all[name]; !ok && len(args) > 0 {
 		name, args = args[0], args[1:]
 	}
+	names := make([]string, 0, len(all))
+	for n := range all {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if name == "applets" {
+		// The image build links each applet name to this binary.
+		fmt.Println(strings.Join(names, "\n"))
+		return
+	}
 	run, ok := all[name]
 	if !ok {
-		names := make([]string, 0, len(all))
-		for n := range all {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		fmt.Fprintf(os.Stderr, "pqbranch: unknown command %q; known: %v\n", name, names)
 		os.Exit(2)
 	}

@@ -1,0 +1,296 @@
+// Package firmware is the top of the build: it turns a board file into a
+// release's disk images and manifest, and flashes images.
+package firmware
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/pqbranch/pqbranch/boards"
+	"github.com/pqbranch/pqbranch/firmware/debpkg"
+	"github.com/pqbranch/pqbranch/images"
+	"github.com/pqbranch/pqbranch/images/uki"
+	"github.com/pqbranch/pqbranch/initramfs"
+	"github.com/pqbranch/pqbranch/initramfs/kmod"
+)
+
+// Options select what to build.
+type Options struct {
+	Board   string // name or path of a board file
+	Profile string // initramfs.Dev or initramfs.Prod
+	// RepoDir is the source tree (for the version and the go build).
+	RepoDir string
+	// OutDir receives <board>/disk.img, disk.qcow2 and manifest.json.
+	OutDir   string
+	CacheDir string
+	Progress io.Writer
+}
+
+// Result is what a build produced.
+type Result struct {
+	Dir      string
+	Manifest Manifest
+	// InitramfsRaw is the uncompressed archive size, for benchmarks.
+	InitramfsRaw int
+}
+
+// DefaultCacheDir is where fetched packages and u-root builds are kept
+// between builds: $PQB_CACHE, else ~/.cache/pqbranch.
+func DefaultCacheDir() string {
+	if d := os.Getenv("PQB_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "pqbranch")
+	}
+	return filepath.Join(os.TempDir(), "pqbranch-cache")
+}
+
+// Build builds the board's images. Nothing is written to OutDir unless the
+// whole build succeeds: the board is validated and every input fetched and
+// verified first, and the output directory is swapped in as a whole.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	p := newSteps(o.Progress, 7)
+	if o.Profile == "" {
+		o.Profile = initramfs.Dev
+	}
+	if o.Profile != initramfs.Dev && o.Profile != initramfs.Prod {
+		return nil, fmt.Errorf("profile %q: expected %q or %q", o.Profile, initramfs.Dev, initramfs.Prod)
+	}
+	board, err := boards.Load(o.Board)
+	if err != nil {
+		return nil, err
+	}
+	modNames, err := board.ExpandModules()
+	if err != nil {
+		return nil, err
+	}
+	defaultConfig, err := board.DefaultConfigBytes()
+	if err != nil {
+		return nil, err
+	}
+	rel, err := CurrentRelease(ctx, o.RepoDir)
+	if err != nil {
+		return nil, err
+	}
+	p.step("pqbranch %s, board %s, profile %s", rel.Version, board.Name, o.Profile)
+
+	p.step("kernel %s %s", board.Kernel.Package, board.Kernel.Version)
+	kpin := debpkg.Pin{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Field: board.File + `: field "kernel.sha256"`}
+	kroot, err := fetchUnpack(ctx, o.CacheDir, kpin, p)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := unpackedKernel(kroot)
+	if err != nil {
+		return nil, err
+	}
+	stubRoot, err := fetchUnpack(ctx, o.CacheDir, stubPin, p)
+	if err != nil {
+		return nil, err
+	}
+	stub, err := os.ReadFile(filepath.Join(stubRoot, stubPath))
+	if err != nil {
+		return nil, fmt.Errorf("EFI stub: %w", err)
+	}
+	mods, depSubset, err := kernel.resolve(modNames)
+	if err != nil {
+		return nil, fmt.Errorf("%s: field \"modules\": %w", board.File, err)
+	}
+	p.detail("%d modules with dependencies", len(mods))
+
+	p.step("appliance commands")
+	bin, applets, err := buildAppliance(ctx, o.RepoDir, o.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	var uroot string
+	if o.Profile == initramfs.Dev {
+		if uroot, err = initramfs.URootArchive(o.CacheDir, initramfs.DebugCommands, o.Progress); err != nil {
+			return nil, err
+		}
+	}
+
+	p.step("initramfs")
+	release := map[string]string{"version": rel.Version, "board": board.Name, "profile": o.Profile, "kernel": kernel.release}
+	releaseJSON, _ := json.MarshalIndent(release, "", "  ")
+	boardJSON, _ := json.MarshalIndent(board, "", "  ")
+	files := map[string][]byte{
+		"etc/pqbranch/release.json": append(releaseJSON, '\n'),
+		"etc/pqbranch/board.json":   append(boardJSON, '\n'),
+	}
+	if defaultConfig != nil {
+		files["etc/pqbranch/default-config.json"] = defaultConfig
+	}
+	var raw bytes.Buffer
+	err = initramfs.Write(&raw, initramfs.Spec{
+		Binary: bin, Applets: applets,
+		ModulesRoot: kernel.modRoot, KernelRelease: kernel.release, Modules: mods, ModulesDep: depSubset,
+		Files: files, URoot: uroot,
+	})
+	if err != nil {
+		return nil, err
+	}
+	initrd, compression, err := initramfs.Compress(raw.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	p.detail("%d MiB raw, %.1f MiB %s", raw.Len()>>20, float64(len(initrd))/(1<<20), compression)
+
+	p.step("unified kernel image")
+	cmdline := "console=" + board.Console + " panic=10 quiet"
+	if board.Cmdline != "" {
+		cmdline += " " + board.Cmdline
+	}
+	osrel := fmt.Sprintf("ID=pqbranch\nNAME=pqbranch\nVERSION_ID=%s\nPRETTY_NAME=\"pqbranch %s (%s)\"\n", rel.Version, rel.Version, board.Name)
+	efi, err := uki.Build(stub, []uki.Section{
+		{Name: ".osrel", Data: []byte(osrel)},
+		{Name: ".cmdline", Data: []byte(cmdline)},
+		{Name: ".linux", Data: kernel.vmlinuz},
+		{Name: ".initrd", Data: initrd},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	p.step("disk image (%d MiB)", board.Disk.SizeMiB)
+	dir := filepath.Join(o.OutDir, board.Name)
+	stage, err := os.MkdirTemp(o.OutDir, "."+board.Name+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(stage)
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return nil, err
+	}
+	rawPath := filepath.Join(stage, "disk.img")
+	if err := os.WriteFile(filepath.Join(stage, "pqbranch.efi"), efi, 0o644); err != nil {
+		return nil, err
+	}
+	if err := images.WriteRaw(rawPath, images.Spec{Board: board.Name, Version: rel.Version, SizeMiB: board.Disk.SizeMiB, UKI: efi, Epoch: rel.Epoch}, o.Progress); err != nil {
+		return nil, err
+	}
+	if err := images.QCOW2(rawPath, filepath.Join(stage, "disk.qcow2"), runQuiet(ctx)); err != nil {
+		return nil, err
+	}
+	m := Manifest{
+		Version: rel.Version, Board: board.Name, Profile: o.Profile, SourceDateEpoch: rel.Epoch,
+		Kernel:    ManifestKernel{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Release: kernel.release},
+		Initramfs: ManifestInitramfs{Compression: compression, Size: int64(len(initrd)), RawSize: int64(raw.Len())},
+		Cmdline:   cmdline,
+	}
+	if err := m.addArtifacts(stage, "disk.img", "disk.qcow2", "pqbranch.efi"); err != nil {
+		return nil, err
+	}
+	if err := m.write(filepath.Join(stage, "manifest.json")); err != nil {
+		return nil, err
+	}
+	if err := swapDir(stage, dir); err != nil {
+		return nil, err
+	}
+	p.done("%s", dir)
+	return &Result{Dir: dir, Manifest: m, InitramfsRaw: raw.Len()}, nil
+}
+
+func fetchUnpack(ctx context.Context, cache string, pin debpkg.Pin, p *steps) (string, error) {
+	deb, err := debpkg.Fetch(ctx, cache, pin, p.w)
+	if err != nil {
+		return "", err
+	}
+	return debpkg.Unpack(ctx, cache, deb, pin.SHA256)
+}
+
+// kernelTree is an unpacked linux-image package.
+type kernelTree struct {
+	release string // e.g. 6.1.0-56-amd64
+	vmlinuz []byte
+	modRoot string
+}
+
+func unpackedKernel(root string) (*kernelTree, error) {
+	vmlinuz, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(vmlinuz) != 1 {
+		return nil, fmt.Errorf("kernel package: expected one boot/vmlinuz-*, found %d", len(vmlinuz))
+	}
+	k := &kernelTree{release: strings.TrimPrefix(filepath.Base(vmlinuz[0]), "vmlinuz-")}
+	k.modRoot = filepath.Join(root, "lib", "modules", k.release)
+	var err error
+	k.vmlinuz, err = os.ReadFile(vmlinuz[0])
+	return k, err
+}
+
+// resolve returns the modules to ship in load order and their modules.dep.
+func (k *kernelTree) resolve(names []string) ([]string, []byte, error) {
+	deps, err := kmod.GenerateFile(k.modRoot)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(filepath.Join(k.modRoot, "modules.builtin"))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	builtin, err := kmod.ParseBuiltin(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	mods, err := deps.Resolve(names, builtin)
+	if err != nil {
+		return nil, nil, err
+	}
+	var buf bytes.Buffer
+	err = deps.Write(&buf, mods)
+	return mods, buf.Bytes(), err
+}
+
+// buildAppliance builds the pqbranch multi-call binary with the ordinary go
+// build, whose cache makes a rebuild after one changed command cost only
+// that command. It returns the binary and its applet names.
+func buildAppliance(ctx context.Context, repo, cache string) (string, []string, error) {
+	out := filepath.Join(cache, "bin", "pqbranch")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, "./services/cmd/pqbranch")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", nil, fmt.Errorf("go build ./services/cmd/pqbranch: %w\n%s", err, b)
+	}
+	list, err := exec.CommandContext(ctx, out, "applets").Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("%s applets: %w", out, err)
+	}
+	return out, strings.Fields(string(list)), nil
+}
+
+func runQuiet(ctx context.Context) func(string, ...string) error {
+	return func(name string, args ...string) error {
+		if b, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w: %s", name, err, bytes.TrimSpace(b))
+		}
+		return nil
+	}
+}
+
+// swapDir replaces dst by src as a whole, so readers see the old build or
+// the new one, never a mix.
+func swapDir(src, dst string) error {
+	old := dst + ".old"
+	os.RemoveAll(old)
+	if err := os.Rename(dst, old); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.Rename(src, dst); err != nil {
+		os.Rename(old, dst)
+		return err
+	}
+	return os.RemoveAll(old)
+}

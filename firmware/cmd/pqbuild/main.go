@@ -1,0 +1,100 @@
+// Command pqbuild is the firmware build tool behind the Makefile: it builds
+// disk images, flashes them and boots them under QEMU.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/pqbranch/pqbranch/boards"
+	"github.com/pqbranch/pqbranch/firmware"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "image":
+		err = image(ctx, os.Args[2:])
+	case "flash":
+		err = flash(ctx, os.Args[2:])
+	case "run":
+		err = run(ctx, os.Args[2:])
+	case "boards":
+		for _, n := range boards.Names() {
+			fmt.Println(n)
+		}
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pqbuild %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR]
+       pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-yes]
+       pqbuild run [-board NAME]
+       pqbuild boards`)
+	os.Exit(2)
+}
+
+func image(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("image", flag.ExitOnError)
+	o := firmware.Options{Progress: os.Stderr}
+	fs.StringVar(&o.Board, "board", boards.Default, "board name or board file")
+	fs.StringVar(&o.Profile, "profile", "dev", "initramfs profile: dev (console shell) or prod (no shell)")
+	fs.StringVar(&o.OutDir, "out", "out", "output directory")
+	fs.StringVar(&o.CacheDir, "cache", firmware.DefaultCacheDir(), "cache for fetched packages and u-root builds")
+	fs.Parse(args)
+	repo, err := repoDir()
+	if err != nil {
+		return err
+	}
+	o.RepoDir = repo
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return err
+	}
+	_, err = firmware.Build(ctx, o)
+	return err
+}
+
+func flash(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("flash", flag.ExitOnError)
+	img := fs.String("image", "out/"+boards.Default+"/disk.img", "raw disk image")
+	to := fs.String("to", "", "target block device or file")
+	yes := fs.Bool("yes", false, "do not ask before overwriting a block device")
+	fs.Parse(args)
+	if *to == "" {
+		return errors.New("-to is required: the block device (e.g. /dev/sdb) or file to write")
+	}
+	return firmware.Flash(ctx, *img, *to, firmware.FlashOptions{Confirmed: *yes, Progress: os.Stderr, Stdin: os.Stdin})
+}
+
+// repoDir finds the source tree: the build compiles the appliance from it.
+func repoDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "firmware", "VERSION")); err == nil {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("%s is not inside the pqbranch source tree", dir)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package initramfs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/cpio"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/uio/llog"
+)
+
+// DebugCommands is the small set of u-root commands that dev images carry for
+// debugging on the console. prod images carry none: no shell, nothing to run.
+var DebugCommands = []string{
+	"gosh", "ls", "cat", "cp", "mv", "rm", "ln", "mkdir", "echo", "grep", "more",
+	"ip", "ping", "netstat", "dmesg", "ps", "kill", "mount", "umount", "df", "free",
+	"uname", "hexdump", "sync", "date", "wget", "find",
+}
+
+// CoreCommands is u-root's own `core` set, built only for `make bench` to
+// compare sizes against.
+var CoreCommands = []string{"github.com/u-root/u-root/cmds/core/*"}
+
+// URootArchive returns the path of a cpio archive holding u-root's commands
+// in busybox mode, built with mkuimage. u-root's busybox build recompiles all
+// of its packages every time, so the archive is cached by everything that
+// determines its bytes: the u-root and mkuimage versions, the Go version and
+// the command list. Rebuilding the appliance never pays for it again.
+func URootArchive(cacheDir string, cmds []string, progress io.Writer) (string, error) {
+	pkgs := make([]string, len(cmds))
+	for i, c := range cmds {
+		pkgs[i] = c
+		if !strings.Contains(c, "/") {
+			pkgs[i] = "github.com/u-root/u-root/cmds/core/" + c
+		}
+	}
+	key := sha256.New()
+	fmt.Fprintln(key, runtime.Version(), moduleVersion("github.com/u-root/u-root"), moduleVersion("github.com/u-root/mkuimage"))
+	fmt.Fprintln(key, strings.Join(pkgs, " "))
+	out := filepath.Join(cacheDir, "uroot", hex.EncodeToString(key.Sum(nil))[:16]+".cpio")
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmpDir, err := os.MkdirTemp(filepath.Dir(out), "build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmpDir)
+	fmt.Fprintf(progress, "building %d u-root commands in busybox mode (once per u-root version)\n", len(pkgs))
+	tmp := filepath.Join(tmpDir, "uroot.cpio")
+	l := llog.New(slog.LevelWarn, func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) })
+	err = uimage.Create(l,
+		uimage.WithReplaceEnv(golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"))),
+		uimage.WithBusyboxBuildOpts(&golang.BuildOpts{NoStrip: false, ExtraArgs: []string{"-trimpath", "-buildvcs=false"}}),
+		uimage.WithBusyboxCommands(pkgs...),
+		uimage.WithBaseArchive(cpio.InMemArchive()),
+		uimage.WithSkipLDD(),
+		uimage.WithTempDir(tmpDir),
+		uimage.WithCPIOOutput(tmp),
+	)
+	if err != nil {
+		return "", fmt.Errorf("u-root busybox build: %w", err)
+	}
+	return out, os.Rename(tmp, out)
+}
+
+// moduleVersion reports the version of a module linked into this binary,
+// or "devel" when it cannot be told (go run, tests).
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				return d.Version
+			}
+		}
+	}
+	return "devel"
+}

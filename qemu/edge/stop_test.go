@@ -1,0 +1,125 @@
+package edge
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func alive(pid int) bool {
+	return pid > 0 && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func netnsExists(name string) bool {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStopLeavesNothing checks that Stop and Site.Close remove every
+// process, mount, directory and namespace, and that Stop is idempotent.
+func TestStopLeavesNothing(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t, 10*time.Minute)
+	site, err := NewEdgeSite(ctx, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer site.Close()
+	e, err := Start(ctx, Options{NS: site.GW, Cache: testCache(t), LocalAddrs: EdgeWANAddr, Auth: Auth{PSK: "stop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	pid, dir := e.PID(), e.inst.dir
+	if !alive(pid) {
+		t.Fatalf("charon %d not running after Start", pid)
+	}
+	mounts, err := mountsUnder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) != 2 { // the overlay and /dev/net/tun
+		t.Fatalf("expected overlay and tun mounts under %s, got %v", dir, mounts)
+	}
+
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid) {
+		t.Errorf("charon %d still alive after Stop", pid)
+	}
+	if m, err := mountsUnder(dir); err != nil || len(m) > 0 {
+		t.Errorf("still mounted after Stop: %v %v", m, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("instance dir %s not removed: %v", dir, err)
+	}
+	if err := e.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if !strings.Contains(e.Log(), "SIGTERM received") {
+		t.Errorf("Log after Stop lost the shutdown:\n%s", e.Log())
+	}
+	if _, err := e.ListSAs(ctx); err == nil {
+		t.Error("ListSAs after Stop succeeded")
+	}
+
+	names := []string{site.GW.Name, site.Host.Name}
+	if err := site.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if netnsExists(n) {
+			t.Errorf("namespace %s still exists after Close", n)
+		}
+	}
+	if err := site.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestStartFailureCleansUp gives charon a proposal it rejects: Start must
+// fail, naming the problem, and leave nothing behind.
+func TestStartFailureCleansUp(t *testing.T) {
+	needRoot(t)
+	ctx := testCtx(t, 10*time.Minute)
+	ns := newNS(t, ctx, "fail")
+	before := instanceDirs(t)
+	_, err := Start(ctx, Options{NS: ns, Cache: testCache(t), Proposals: []string{"aes256gcm16-bogus"}, Auth: Auth{PSK: "x"}})
+	if err == nil {
+		t.Fatal("Start with a bogus proposal succeeded")
+	}
+	if !strings.Contains(err.Error(), "proposals") {
+		t.Errorf("error does not name the bad setting: %v", err)
+	}
+	if out, _ := exec.Command("ip", "netns", "pids", ns.Name).Output(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("processes left in %s: %s", ns.Name, out)
+	}
+	if after := instanceDirs(t); len(after) != len(before) {
+		t.Errorf("instance dirs before %v, after %v", before, after)
+	}
+}
+
+func instanceDirs(t *testing.T) []string {
+	t.Helper()
+	dirs, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range dirs {
+		if strings.HasPrefix(d.Name(), "pqb-edge-") {
+			out = append(out, d.Name())
+		}
+	}
+	return out
+}

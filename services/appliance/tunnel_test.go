@@ -1,0 +1,23 @@
+package appliance
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/pqbranch/pqbranch/services/ike"
+)
+
+func TestFromIKE(t *testing.T) {
+	got := fromIKE(ike.Status{
+		State: "established", KE: "x25519", AddKE: []string{"mlkem768"}, Encr: "aes256gcm16", PRF: "hmac_sha2_256", ESP: "aes256gcm16",
+		SPIi: "01", SPIr: "02", Children: []ike.ChildStatus{{SPIIn: "c1", SPIOut: "c2", BytesIn: 5, BytesOut: 7}, {SPIIn: "c3", SPIOut: "c4", BytesIn: 1}},
+		LastError: "none",
+	})
+	if got.State != "established" || got.KE != "x25519" || !slices.Equal(got.AddKE, []string{"mlkem768"}) || got.ESP != "aes256gcm16" ||
+		len(got.SPIs) != 3 || got.Bytes.In != 6 || got.Bytes.Out != 7 || got.LastError != "none" {
+		t.Fatalf("%+v", got)
+	}
+	if st := (&IKETunnel{}).Status(); st.State != "down" {
+		t.Fatalf("no session: %+v", st)
+	}
+}

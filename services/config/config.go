@@ -1,0 +1,119 @@
+// Package config is the appliance configuration: one human-readable JSON file
+// on the data partition, validated completely before any of it is used, so a
+// typo is reported (file, field, what was expected) while the appliance keeps
+// running its last good configuration.
+package config
+
+import (
+	"net/netip"
+
+	"github.com/pqbranch/pqbranch/services/ike"
+)
+
+// DefaultPath is where the appliance keeps its configuration. It lives on the
+// data partition so that it survives A/B image updates.
+const DefaultPath = "/data/pqbranch.json"
+
+// Config is the whole appliance configuration.
+type Config struct {
+	Hostname string      `json:"hostname"`
+	MTU      int         `json:"mtu,omitempty"` // 0 keeps 1500
+	WAN      WAN         `json:"wan"`
+	LAN      LAN         `json:"lan"`
+	DNS      DNS         `json:"dns"`
+	Routes   []Route     `json:"routes,omitempty"`
+	Firewall Firewall    `json:"firewall"`
+	Tunnel   *ike.Config `json:"tunnel"` // nil: no tunnel, remote subnets unreachable
+	Time     Time        `json:"time"`
+	Update   Update      `json:"update"`
+}
+
+// WAN is the uplink side.
+type WAN struct {
+	Mode   string  `json:"mode"` // "dhcp" or "static"
+	Static *Static `json:"static,omitempty"`
+}
+
+// Static is a fixed WAN address.
+type Static struct {
+	Address netip.Prefix `json:"address"` // address and its subnet, e.g. 192.0.2.10/24
+	Gateway netip.Addr   `json:"gateway"`
+	DNS     []netip.Addr `json:"dns,omitempty"`
+}
+
+// LAN is the branch side.
+type LAN struct {
+	Addresses []netip.Prefix `json:"addresses"`
+	// ULA adds a stable RFC 4193 /64 out of a /48 derived from the device,
+	// so LAN hosts keep their IPv6 addresses across reboots and updates.
+	ULA bool `json:"ula,omitempty"`
+}
+
+// DNS overrides the upstream resolvers learnt from DHCP or the static WAN.
+type DNS struct {
+	Servers []netip.Addr `json:"servers,omitempty"`
+	Search  []string     `json:"search,omitempty"`
+}
+
+// Route is an extra static route.
+type Route struct {
+	To  netip.Prefix `json:"to"`
+	Via netip.Addr   `json:"via"`
+}
+
+// Firewall says what the appliance lets through besides the tunnel.
+type Firewall struct {
+	// InternetBreakout lets LAN hosts reach the internet directly (masqueraded)
+	// instead of only the remote subnets through the tunnel.
+	InternetBreakout bool `json:"internet_breakout"`
+	// ManagementPort is the LAN TCP port of the read-only status endpoint.
+	ManagementPort int         `json:"management_port,omitempty"` // 0 keeps 80
+	LAN            LANServices `json:"lan"`
+}
+
+// LANServices are the services the appliance offers to the LAN.
+type LANServices struct {
+	DHCP bool `json:"dhcp"`
+	DNS  bool `json:"dns"`
+}
+
+// Time is the clock source.
+type Time struct {
+	NTP []string `json:"ntp,omitempty"` // "host" or "host:port"
+}
+
+// Update prepares A/B updates; only the window is used so far.
+type Update struct {
+	// Window is when the appliance may install an update and reboot,
+	// e.g. "Sun 02:00-04:00" or "daily 03:00-04:00". Empty: any time.
+	Window string `json:"window,omitempty"`
+	URL    string `json:"url,omitempty"`
+}
+
+// DefaultManagementPort is the status endpoint's port when none is set.
+const DefaultManagementPort = 80
+
+// Port returns the management port with the default applied.
+func (f Firewall) Port() int {
+	if f.ManagementPort == 0 {
+		return DefaultManagementPort
+	}
+	return f.ManagementPort
+}
+
+// LinkMTU returns the MTU with the default applied.
+func (c *Config) LinkMTU() int {
+	if c.MTU == 0 {
+		return 1500
+	}
+	return c.MTU
+}
+
+// RemoteSubnets returns the prefixes that must only ever leave through the
+// tunnel, none when no tunnel is configured.
+func (c *Config) RemoteSubnets() []netip.Prefix {
+	if c.Tunnel == nil {
+		return nil
+	}
+	return c.Tunnel.RemoteSubnets
+}

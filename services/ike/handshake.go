@@ -1,0 +1,361 @@
+package ike
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/pqbranch/pqbranch/services/ike/kex"
+	"github.com/pqbranch/pqbranch/services/ike/keys"
+	"github.com/pqbranch/pqbranch/services/ike/message"
+)
+
+// ErrRefused reports an error notification from the responder.
+type ErrRefused struct {
+	Exchange message.ExchangeType
+	Notify   message.NotifyType
+}
+
+func (e *ErrRefused) Error() string {
+	return fmt.Sprintf("responder refused %v: %v", e.Exchange, e.Notify)
+}
+
+// handshake carries what the IKE SA's authentication covers.
+type handshake struct {
+	sa       *ikeSA
+	request1 []byte // our last IKE_SA_INIT request, RealMessage1
+	response []byte // RealMessage2
+	intI     []byte // IntAuth_iN, nil without IKE_INTERMEDIATE
+	intR     []byte
+}
+
+// Establish runs IKE_SA_INIT, one IKE_INTERMEDIATE per additional key
+// exchange and IKE_AUTH with the first Child SA, and installs it.
+func (s *Session) Establish(ctx context.Context) error {
+	if err := s.openTransport(); err != nil {
+		return err
+	}
+	s.update(func(st *Status) { st.State = "connecting" })
+	hs, err := s.initExchange(ctx)
+	if err != nil {
+		return s.failed(err)
+	}
+	for i, method := range hs.sa.suite.addke {
+		if err := s.intermediate(ctx, hs, i, method); err != nil {
+			return s.failed(err)
+		}
+	}
+	child, err := s.authExchange(ctx, hs)
+	if err != nil {
+		return s.failed(err)
+	}
+	if err := s.installChild(ctx, child); err != nil {
+		return s.failed(err)
+	}
+	now := time.Now()
+	hs.sa.created, hs.sa.rekeyAt = now, now.Add(s.jitter(s.ikeLife*9/10))
+	s.ike = hs.sa
+	s.update(func(st *Status) {
+		st.State, st.Established, st.LastError = "established", now, ""
+		st.KE, st.AddKE, st.Encr, st.PRF = kex.Name(hs.sa.suite.ke), hs.sa.suite.addkeNames(), hs.sa.suite.encrName(), hs.sa.suite.prf.Name
+		st.ESP = fmt.Sprintf("aes%dgcm16", child.encrBits)
+	})
+	s.refreshStatus(ctx)
+	return nil
+}
+
+func (s *Session) failed(err error) error {
+	s.setError(err)
+	return err
+}
+
+// openTransport creates the sockets for a new attempt.
+func (s *Session) openTransport() error {
+	if s.tr != nil {
+		s.tr.close()
+		s.tr = nil
+	}
+	remote, err := s.cfg.RemoteAddrPort()
+	if err != nil {
+		return err
+	}
+	o := transportOptions{remote: remote, remoteNATPort: s.opt.RemoteNATPort,
+		localPort: s.opt.LocalPort, localNATPort: s.opt.LocalNATPort, espInUDP: s.opt.ESPInUDP}
+	if s.cfg.Local != "" {
+		l, err := parseAddrPort(s.cfg.Local, 0)
+		if err != nil {
+			return err
+		}
+		o.local = l.Addr()
+		if l.Port() != 0 {
+			o.localPort = l.Port()
+		}
+	}
+	tr, err := newTransport(o)
+	if err != nil {
+		return err
+	}
+	s.tr = tr
+	return nil
+}
+
+const (
+	maxCookies   = 3
+	maxKERetries = 2
+	nonceLen     = 32
+)
+
+// initExchange runs IKE_SA_INIT, following COOKIE and INVALID_KE_PAYLOAD.
+func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
+	sa := &ikeSA{spii: s.newIKESPI(), ni: s.random(nonceLen)}
+	group := s.pol.ke[0]
+	var cookie []byte
+	cookies, keRetries := 0, 0
+	proposal := s.pol.ikeProposal()
+	for {
+		ke, err := kex.NewInitiator(group, s.opt.Rand)
+		if err != nil {
+			return nil, err
+		}
+		req := &message.Message{Header: message.Header{SPIi: sa.spii, Exchange: message.IKE_SA_INIT, Flags: message.FlagInitiator}}
+		if cookie != nil {
+			req.Payloads = append(req.Payloads, &message.Notify{NotifyType: message.COOKIE, Data: cookie})
+		}
+		req.Payloads = append(req.Payloads,
+			&message.SA{Proposals: []message.Proposal{proposal}},
+			&message.KE{Group: group, Data: ke.Public()},
+			&message.Nonce{Data: sa.ni},
+			s.natNotify(message.NAT_DETECTION_SOURCE_IP, sa.spii, 0, s.tr.localAddr()),
+			s.natNotify(message.NAT_DETECTION_DESTINATION_IP, sa.spii, 0, s.tr.remoteAddr()),
+			&message.Notify{NotifyType: message.IKEV2_FRAGMENTATION_SUPPORTED},
+			&message.Notify{NotifyType: message.SIGNATURE_HASH_ALGORITHMS, Data: []byte{0, 2, 0, 3, 0, 4, 0, 5}},
+		)
+		if len(s.pol.addke) > 0 {
+			req.Payloads = append(req.Payloads, &message.Notify{NotifyType: message.INTERMEDIATE_EXCHANGE_SUPPORTED})
+		}
+		raw, err := req.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		var resp *message.Message
+		var respRaw []byte
+		err = s.roundTrip(ctx, "IKE_SA_INIT", [][]byte{raw}, s.opt.RetransmitTries, func(p packet) bool {
+			m, err := message.Parse(p.b)
+			if err != nil || m.SPIi != sa.spii || m.Exchange != message.IKE_SA_INIT || !m.IsResponse() || m.IsInitiator() || m.MessageID != 0 {
+				return false
+			}
+			// Unauthenticated: only an INVALID_KE_PAYLOAD naming a group we
+			// offered may steer us; other junk is ignored while we wait.
+			if n := message.FindNotify(m.Payloads, message.INVALID_KE_PAYLOAD); n != nil {
+				g, ok := invalidKEGroup(n)
+				if !ok || g == group || !slices.Contains(s.pol.ke, g) {
+					s.drop(p, fmt.Errorf("INVALID_KE_PAYLOAD for group %d we did not offer", g))
+					return false
+				}
+			}
+			resp, respRaw = m, p.b
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
+		}
+		s.log.Info("exchange", "type", "IKE_SA_INIT", "mid", 0, "request", message.Summary(req.Payloads),
+			"response", message.Summary(resp.Payloads), "rtt", time.Since(start).Round(time.Microsecond))
+		s.update(func(st *Status) { st.Exchanges++ })
+		if n := message.FindNotify(resp.Payloads, message.COOKIE); n != nil {
+			if cookies++; cookies > maxCookies || len(n.Data) == 0 || len(n.Data) > 64 {
+				return nil, errors.New("IKE_SA_INIT: responder keeps demanding cookies")
+			}
+			cookie = n.Data
+			continue
+		}
+		if n := message.FindNotify(resp.Payloads, message.INVALID_KE_PAYLOAD); n != nil {
+			if keRetries++; keRetries > maxKERetries {
+				return nil, errors.New("IKE_SA_INIT: responder keeps rejecting our KE group")
+			}
+			group, _ = invalidKEGroup(n)
+			s.log.Info("responder wants another key exchange group", "group", kex.Name(group))
+			continue
+		}
+		if n := message.FirstError(resp.Payloads); n != nil {
+			return nil, &ErrRefused{Exchange: message.IKE_SA_INIT, Notify: n.NotifyType}
+		}
+		hs := &handshake{sa: sa, request1: raw, response: respRaw}
+		if err := s.completeInit(hs, resp, proposal, ke); err != nil {
+			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
+		}
+		return hs, nil
+	}
+}
+
+func invalidKEGroup(n *message.Notify) (uint16, bool) {
+	if len(n.Data) != 2 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(n.Data), true
+}
+
+// completeInit validates the IKE_SA_INIT response and derives the first keys.
+func (s *Session) completeInit(hs *handshake, resp *message.Message, proposal message.Proposal, ke kex.Initiator) error {
+	sa := hs.sa
+	if resp.SPIr == 0 {
+		return errors.New("responder SPI is zero")
+	}
+	sa.spir = resp.SPIr
+	suite, _, err := s.pol.selectSuite(message.Find[*message.SA](resp.Payloads), proposal)
+	if err != nil {
+		return err
+	}
+	if len(suite.addke) > 0 && message.FindNotify(resp.Payloads, message.INTERMEDIATE_EXCHANGE_SUPPORTED) == nil {
+		// RFC 9370 needs IKE_INTERMEDIATE; without it the ML-KEM
+		// exchange cannot happen, and we never silently drop it.
+		return fmt.Errorf("%w: responder chose ADDKE without INTERMEDIATE_EXCHANGE_SUPPORTED", ErrDowngrade)
+	}
+	kePayload := message.Find[*message.KE](resp.Payloads)
+	if kePayload == nil || kePayload.Group != suite.ke || suite.ke != ke.Method() {
+		return fmt.Errorf("responder KE payload does not match the chosen group %s", kex.Name(suite.ke))
+	}
+	nonce := message.Find[*message.Nonce](resp.Payloads)
+	if nonce == nil {
+		return errors.New("response lacks a nonce")
+	}
+	shared, err := ke.Complete(kePayload.Data)
+	if err != nil {
+		return err
+	}
+	sa.suite, sa.nr = suite, nonce.Data
+	sa.nextMID = 1 // IKE_SA_INIT was message 0
+	sa.fragments = message.FindNotify(resp.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil
+	k := keys.Derive(suite.prf, keys.SKEYSEED(suite.prf, sa.ni, sa.nr, shared), sa.ni, sa.nr, sa.spii, sa.spir, keys.Lengths{Enc: suite.encKeyLen()})
+	if err := sa.setKeys(k); err != nil {
+		return err
+	}
+	s.detectNAT(resp, sa)
+	return nil
+}
+
+// natHash is SHA-1(SPIi | SPIr | IP | port) of RFC 7296 2.23.
+func natHash(spii, spir uint64, ap netip.AddrPort) []byte {
+	b := binary.BigEndian.AppendUint64(nil, spii)
+	b = binary.BigEndian.AppendUint64(b, spir)
+	b = append(b, ap.Addr().Unmap().AsSlice()...)
+	b = binary.BigEndian.AppendUint16(b, ap.Port())
+	h := sha1.Sum(b)
+	return h[:]
+}
+
+func (s *Session) natNotify(t message.NotifyType, spii, spir uint64, ap netip.AddrPort) *message.Notify {
+	return &message.Notify{NotifyType: t, Data: natHash(spii, spir, ap)}
+}
+
+// detectNAT compares the responder's NAT_DETECTION hashes with our view of
+// the addresses and floats to the NAT-T port if either side is translated.
+func (s *Session) detectNAT(resp *message.Message, sa *ikeSA) {
+	src := message.FindNotify(resp.Payloads, message.NAT_DETECTION_SOURCE_IP)
+	dst := message.FindNotify(resp.Payloads, message.NAT_DETECTION_DESTINATION_IP)
+	if src == nil || dst == nil {
+		return
+	}
+	remoteNAT := string(src.Data) != string(natHash(sa.spii, sa.spir, s.tr.remoteAddr()))
+	localNAT := string(dst.Data) != string(natHash(sa.spii, sa.spir, s.tr.localAddr()))
+	if remoteNAT || localNAT {
+		s.log.Info("NAT detected, switching to NAT-T", "local_behind_nat", localNAT, "remote_behind_nat", remoteNAT)
+		s.tr.float()
+	}
+}
+
+// intermediate runs additional key exchange n (RFC 9370) in IKE_INTERMEDIATE
+// and extends the IntAuth chain (RFC 9242) with both messages.
+func (s *Session) intermediate(ctx context.Context, hs *handshake, n int, method uint16) error {
+	sa := hs.sa
+	ke, err := kex.NewInitiator(method, s.opt.Rand)
+	if err != nil {
+		return err
+	}
+	pi, pr := sa.keys.Pi, sa.keys.Pr // the keys protecting this exchange
+	resp, sealed, err := s.request(ctx, sa, message.IKE_INTERMEDIATE, []message.Payload{&message.KE{Group: method, Data: ke.Public()}})
+	if err != nil {
+		return fmt.Errorf("IKE_INTERMEDIATE %d: %w", n+1, err)
+	}
+	reqHeader := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: message.IKE_INTERMEDIATE, Flags: message.FlagInitiator, MessageID: resp.Header.MessageID}
+	hs.intI = keys.IntAuth(sa.suite.prf, pi, hs.intI, keys.IntAuthInput(reqHeader, sealed.Inner, sealed.Plain))
+	hs.intR = keys.IntAuth(sa.suite.prf, pr, hs.intR, keys.IntAuthInput(resp.Header, resp.Inner, resp.Plain))
+	if n := message.FirstError(resp.Payloads); n != nil {
+		return &ErrRefused{Exchange: message.IKE_INTERMEDIATE, Notify: n.NotifyType}
+	}
+	kr := message.Find[*message.KE](resp.Payloads)
+	if kr == nil || kr.Group != method {
+		return fmt.Errorf("IKE_INTERMEDIATE %d: response lacks a %s KE payload", n+1, kex.Name(method))
+	}
+	shared, err := ke.Complete(kr.Data)
+	if err != nil {
+		return fmt.Errorf("IKE_INTERMEDIATE %d: %w", n+1, err)
+	}
+	seed := keys.SKEYSEEDNext(sa.suite.prf, sa.keys.D, shared, sa.ni, sa.nr)
+	return sa.setKeys(keys.Derive(sa.suite.prf, seed, sa.ni, sa.nr, sa.spii, sa.spir, keys.Lengths{Enc: sa.suite.encKeyLen()}))
+}
+
+// authExchange runs IKE_AUTH and returns the negotiated first Child SA.
+func (s *Session) authExchange(ctx context.Context, hs *handshake) (*childSA, error) {
+	sa := hs.sa
+	var intAuth []byte
+	if hs.intI != nil {
+		intAuth = keys.IntAuthSuffix(hs.intI, hs.intR, sa.nextMID)
+	}
+	idi := s.me.payload(false)
+	octets := keys.SignedOctets(sa.suite.prf, hs.request1, sa.nr, sa.keys.Pi, idi.Body(), intAuth)
+	auth, err := s.auth.sign(sa.suite.prf, octets)
+	if err != nil {
+		return nil, err
+	}
+	spi := s.newESPSPI()
+	prop := espProposal(binary.BigEndian.AppendUint32(nil, spi))
+	payloads := []message.Payload{idi}
+	payloads = append(payloads, s.auth.certPayloads()...)
+	if !s.contacted {
+		payloads = append(payloads, &message.Notify{NotifyType: message.INITIAL_CONTACT})
+	}
+	payloads = append(payloads, s.peer.payload(true), auth,
+		&message.SA{Proposals: []message.Proposal{prop}},
+		s.selectors(false, s.cfg.LocalSubnets), s.selectors(true, s.cfg.RemoteSubnets))
+	resp, _, err := s.request(ctx, sa, message.IKE_AUTH, payloads)
+	if err != nil {
+		return nil, fmt.Errorf("IKE_AUTH: %w", err)
+	}
+	if n := message.FindNotify(resp.Payloads, message.AUTHENTICATION_FAILED); n != nil {
+		return nil, &ErrRefused{Exchange: message.IKE_AUTH, Notify: n.NotifyType}
+	}
+	idr := message.FindID(resp.Payloads, true)
+	if !s.peer.matches(idr) {
+		return nil, fmt.Errorf("IKE_AUTH: %w: responder identity does not match %q", ErrAuthFailed, s.peer.text)
+	}
+	octetsR := keys.SignedOctets(sa.suite.prf, hs.response, sa.ni, sa.keys.Pr, idr.Body(), intAuth)
+	if err := s.auth.verify(sa.suite.prf, octetsR, message.Find[*message.Auth](resp.Payloads), message.FindAll[*message.Cert](resp.Payloads), s.peer); err != nil {
+		return nil, fmt.Errorf("IKE_AUTH: %w", err)
+	}
+	s.contacted = true
+	// From here on the IKE SA is authenticated; Child SA errors come next.
+	s.ike = sa
+	if n := message.FirstError(resp.Payloads); n != nil {
+		return nil, &ErrRefused{Exchange: message.IKE_AUTH, Notify: n.NotifyType}
+	}
+	if message.FindNotify(resp.Payloads, message.USE_TRANSPORT_MODE) != nil {
+		return nil, errors.New("IKE_AUTH: responder wants transport mode, we only do tunnels")
+	}
+	childSuite, peerSPI, err := s.pol.selectSuite(message.Find[*message.SA](resp.Payloads), prop)
+	if err != nil {
+		return nil, fmt.Errorf("IKE_AUTH child SA: %w", err)
+	}
+	c, err := s.newChild(resp.Payloads, spi, peerSPI, childSuite)
+	if err != nil {
+		return nil, fmt.Errorf("IKE_AUTH child SA: %w", err)
+	}
+	s.deriveChild(c, sa, nil, sa.ni, sa.nr)
+	return c, nil
+}

@@ -1,0 +1,133 @@
+package ike
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/pqbranch/pqbranch/services/ike/ikeresp"
+	"github.com/pqbranch/pqbranch/services/ike/message"
+)
+
+func TestHandshake(t *testing.T) {
+	tests := []struct {
+		name          string
+		addke         []string
+		respAddKE     []uint16
+		fragmentSize  int // ours
+		respFragment  int
+		wantFragments bool
+	}{
+		{"mlkem768 fits 1280 unfragmented", nil, []uint16{message.KE_MLKEM768}, 0, 0, false},
+		{"mlkem512", []string{"mlkem512"}, []uint16{message.KE_MLKEM512}, 0, 0, false},
+		{"mlkem1024 at 1280", []string{"mlkem1024"}, []uint16{message.KE_MLKEM1024}, 1280, 1252, true},
+		{"two additional exchanges", []string{"mlkem768", "mlkem1024"}, []uint16{message.KE_MLKEM768, message.KE_MLKEM1024}, 0, 0, true},
+		{"tiny fragments both ways", []string{"mlkem768"}, []uint16{message.KE_MLKEM768}, 600, 400, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startResponder(t, ikeresp.Config{AddKE: tt.respAddKE, FragmentSize: tt.respFragment})
+			cfg := tunnelConfig(r)
+			cfg.AddKE, cfg.FragmentSize = tt.addke, tt.fragmentSize
+			opt, mem := testOptions(t, r)
+			s := newSession(t, cfg, opt)
+			if err := s.Establish(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Status()
+			wantAddKE := cfg.AddKENames()
+			if st.State != "established" || st.KE != "x25519" || !slices.Equal(st.AddKE, wantAddKE) ||
+				st.Encr != "aes256gcm16" || st.PRF != "prfsha384" || st.ESP != "aes256gcm16" {
+				t.Fatalf("status %+v", st)
+			}
+			rs := r.Stats()
+			if rs.Intermediates != len(wantAddKE) || rs.Auths != 1 {
+				t.Fatalf("responder saw %d intermediates, %d auths", rs.Intermediates, rs.Auths)
+			}
+			if tt.wantFragments && (rs.FragmentsIn == 0) {
+				t.Fatalf("no IKE fragments received by the responder: %+v", rs)
+			}
+			if tt.respFragment > 0 && rs.FragmentsOut == 0 {
+				t.Fatalf("responder sent no fragments")
+			}
+			checkKeysAgree(t, mem, r, 2)
+			// 2 local x 2 remote subnets.
+			if got := len(mem.Policies()); got != 4 {
+				t.Fatalf("%d policies, want 4", got)
+			}
+			if len(st.Children) != 1 || len(st.Children[0].Local) != 2 || len(st.Children[0].Remote) != 2 {
+				t.Fatalf("children %+v", st.Children)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if len(mem.SAs()) != 0 || len(mem.Policies()) != 0 {
+				t.Fatal("Close left kernel state behind")
+			}
+			waitFor(t, "IKE delete at the responder", func() bool { return r.Stats().DeletesIKE == 1 })
+		})
+	}
+}
+
+func TestInvalidKEPayloadRetry(t *testing.T) {
+	for _, group := range []uint16{message.KE_ECP256, message.KE_ECP384} {
+		r := startResponder(t, ikeresp.Config{KE: []uint16{group}, AddKE: []uint16{message.KE_MLKEM768}})
+		opt, _ := testOptions(t, r)
+		s := newSession(t, tunnelConfig(r), opt)
+		if err := s.Establish(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Status(); st.KE == "x25519" || !slices.Equal(st.AddKE, []string{"mlkem768"}) {
+			t.Fatalf("status %+v", st)
+		}
+		if r.Stats().InvalidKESent != 1 {
+			t.Fatalf("responder sent %d INVALID_KE_PAYLOAD", r.Stats().InvalidKESent)
+		}
+	}
+}
+
+func TestCookie(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{Cookie: true, AddKE: []uint16{message.KE_MLKEM768}})
+	opt, mem := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	if err := s.Establish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r.Stats().CookiesSent != 1 {
+		t.Fatalf("cookies sent %d", r.Stats().CookiesSent)
+	}
+	checkKeysAgree(t, mem, r, 2)
+}
+
+func TestNATTraversal(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{FakeNAT: true, AddKE: []uint16{message.KE_MLKEM768}})
+	opt, mem := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	if err := s.Establish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Status().NATT || !r.Stats().NATPortUsed {
+		t.Fatalf("did not float to the NAT-T port: %+v", s.Status())
+	}
+	for _, sa := range mem.SAs() {
+		if sa.Encap == nil || (sa.Inbound && sa.Encap.SrcPort != r.NATPort()) || (!sa.Inbound && sa.Encap.DstPort != r.NATPort()) {
+			t.Fatalf("SA %v lacks ESP-in-UDP encapsulation towards %d: %+v", sa, r.NATPort(), sa.Encap)
+		}
+	}
+	checkKeysAgree(t, mem, r, 2)
+}
+
+func TestAllowClassical(t *testing.T) {
+	// A responder without RFC 9370 support ignores ADDKE.
+	r := startResponder(t, ikeresp.Config{})
+	cfg := tunnelConfig(r)
+	cfg.AllowClassical = true
+	opt, _ := testOptions(t, r)
+	s := newSession(t, cfg, opt)
+	if err := s.Establish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); len(st.AddKE) != 0 || st.KE != "x25519" {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -1,0 +1,131 @@
+package ike
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/pqbranch/pqbranch/services/ike/ikeresp"
+	"github.com/pqbranch/pqbranch/services/ike/kex"
+	"github.com/pqbranch/pqbranch/services/ike/message"
+)
+
+// Each hostile responder must make Establish fail with a clear error, with
+// nothing installed and no classical-only SA.
+func TestHostileResponderFails(t *testing.T) {
+	mlkem := []uint16{message.KE_MLKEM768}
+	tests := []struct {
+		name  string
+		rc    ikeresp.Config
+		check func(error) bool
+	}{
+		{"short ML-KEM ciphertext", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{ShortCiphertext: true}},
+			func(err error) bool { return errors.Is(err, kex.ErrPeerData) }},
+		// Implicit rejection: keys diverge, so the responder cannot read our
+		// IKE_AUTH and its answers never authenticate.
+		{"invalid ML-KEM ciphertext", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{BadCiphertext: true}},
+			func(err error) bool { return errors.Is(err, ErrPeerLost) }},
+		{"wrong KE group", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{WrongKEGroup: true}},
+			func(err error) bool { return err != nil }},
+		{"no INTERMEDIATE support", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{NoIntermediate: true}},
+			func(err error) bool { return errors.Is(err, ErrDowngrade) }},
+		{"classical-only responder", ikeresp.Config{},
+			func(err error) bool { return errors.Is(err, ErrDowngrade) }},
+		{"ML-KEM-512 only responder", ikeresp.Config{AddKE: []uint16{message.KE_MLKEM512}},
+			func(err error) bool {
+				var r *ErrRefused
+				return errors.As(err, &r) && r.Notify == message.NO_PROPOSAL_CHOSEN
+			}},
+		{"wrong PSK", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{WrongPSK: []byte("another-psk-0123456")}},
+			func(err error) bool { return errors.Is(err, ErrAuthFailed) }},
+		{"INVALID_KE for a group we never offered", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{InvalidKE: 14}},
+			func(err error) bool { return errors.Is(err, ErrPeerLost) }},
+		{"silent after IKE_SA_INIT", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{Silent: true}},
+			func(err error) bool { return errors.Is(err, ErrPeerLost) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startResponder(t, tt.rc)
+			opt, mem := testOptions(t, r)
+			s := newSession(t, tunnelConfig(r), opt)
+			err := s.Establish(context.Background())
+			if err == nil || !tt.check(err) {
+				t.Fatalf("Establish() = %v", err)
+			}
+			st := s.Status()
+			if st.State == "established" || st.LastError == "" {
+				t.Fatalf("status after failure: %+v", st)
+			}
+			if len(mem.SAs()) != 0 {
+				t.Fatalf("SAs installed after failure: %v", mem.SAs())
+			}
+		})
+	}
+}
+
+// Noise around the real responses must be ignored, not fatal.
+func TestHostileNoiseIgnored(t *testing.T) {
+	mlkem := []uint16{message.KE_MLKEM768}
+	tests := []struct {
+		name string
+		h    ikeresp.Hostile
+	}{
+		{"unauthenticated AUTHENTICATION_FAILED", ikeresp.Hostile{UnauthNotify: true}},
+		{"garbage datagrams", ikeresp.Hostile{Garbage: true}},
+		{"flood of retransmitted responses", ikeresp.Hostile{Flood: 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startResponder(t, ikeresp.Config{AddKE: mlkem, FragmentSize: 500, Hostile: tt.h})
+			opt, mem := testOptions(t, r)
+			s := newSession(t, tunnelConfig(r), opt)
+			if err := s.Establish(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if s.Status().Dropped == 0 {
+				t.Fatal("no packet was counted as dropped")
+			}
+			checkKeysAgree(t, mem, r, 2)
+			// The SA still works after the noise: a liveness check succeeds.
+			if err := s.checkLiveness(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Truncated and bit-flipped copies of real packets, and random bytes, sent
+// straight at the initiator's sockets while established.
+func TestGarbageToInitiator(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}})
+	opt, _ := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	if err := s.Establish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(s.tr.ike.LocalAddr().(*net.UDPAddr).AddrPort()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hdr := message.Header{SPIi: s.ike.spii, SPIr: s.ike.spir, Exchange: message.INFORMATIONAL, MessageID: 0}
+	valid := hdr.Marshal(nil)
+	valid[16] = byte(message.PayloadSK)
+	for i := 0; i < 200; i++ {
+		b := append([]byte(nil), valid...)
+		b = append(b, make([]byte, i)...)
+		if i%3 == 0 && len(b) > 0 {
+			b = b[:len(b)-1-i%len(b)]
+		}
+		c.Write(b)
+	}
+	// Packets from another source are dropped by the connected socket or
+	// by SPI/authentication; the tunnel stays usable.
+	if err := s.checkLiveness(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); st.State != "established" {
+		t.Fatalf("state %s", st.State)
+	}
+}

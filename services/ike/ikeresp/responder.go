@@ -1,0 +1,219 @@
+// Package ikeresp is an in-process IKEv2 responder for tests and benchmarks
+// of the initiator: the hybrid handshake, fragmentation, rekeys and a set of
+// hostile behaviours, without strongSwan. It is deliberately separate code
+// from the initiator (sharing only the codec and primitives), so the two
+// cannot agree on a mistake by construction.
+package ikeresp
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/pqbranch/pqbranch/services/ike/message"
+)
+
+// Config is the responder's policy.
+type Config struct {
+	ID     string // our identity, an FQDN
+	PeerID string // expected initiator FQDN identity; empty accepts any
+	PSK    []byte
+
+	Signer crypto.Signer  // certificate auth: our key ...
+	Chain  [][]byte       // ... and certificate chain (DER, leaf first)
+	Roots  *x509.CertPool // CAs for the initiator's certificate
+
+	KE    []uint16 // acceptable KE groups, preferred first; default X25519
+	AddKE []uint16 // acceptable ADDKE methods; nil: we predate RFC 9370 and ignore ADDKE
+
+	FragmentSize int  // largest IKE message we send before fragmenting; 0: never
+	Cookie       bool // demand a COOKIE round trip first
+	FakeNAT      bool // claim to be behind NAT, as strongSwan with kernel-libipsec does
+	Hostile      Hostile
+}
+
+// Hostile switches on misbehaviour; the initiator must fail cleanly or
+// ignore, never panic, never settle for a classical-only SA.
+type Hostile struct {
+	ShortCiphertext bool   // ML-KEM ciphertext one byte short
+	BadCiphertext   bool   // ML-KEM ciphertext with flipped bits (implicit rejection)
+	WrongKEGroup    bool   // IKE_SA_INIT KE payload of another group than selected
+	NoIntermediate  bool   // select ADDKE without INTERMEDIATE_EXCHANGE_SUPPORTED
+	UnauthNotify    bool   // precede the IKE_AUTH response with a plaintext AUTHENTICATION_FAILED
+	Garbage         bool   // precede every response with junk datagrams
+	Flood           int    // send every response this many extra times
+	InvalidKE       uint16 // answer INVALID_KE_PAYLOAD asking for this group
+	Silent          bool   // stop answering after IKE_AUTH (a lost peer)
+	WrongPSK        []byte // authenticate with this PSK instead
+}
+
+// Stats counts what the responder saw.
+type Stats struct {
+	Inits, Intermediates, Auths int
+	ChildRekeys, IKERekeys      int
+	FollowupKEs, Informationals int
+	DeletesIKE, DeletesESP      int
+	FragmentsIn, FragmentsOut   int
+	CookiesSent, InvalidKESent  int
+	ActiveIKE                   int
+	LastKE                      uint16
+	LastAddKE                   []uint16
+	ChildKeys                   map[uint32][]byte // by SPI, both directions of every live Child SA
+	NATPortUsed                 bool
+	Dropped                     int
+}
+
+// Responder serves IKE on two loopback UDP sockets.
+type Responder struct {
+	cfg       Config
+	ike, nat  *net.UDPConn
+	cookieKey []byte
+
+	mu    sync.Mutex
+	sas   map[uint64]*sa // by our SPI
+	inits map[uint64]*sa // by initiator SPI, for IKE_SA_INIT retransmissions
+	stats Stats
+	wg    sync.WaitGroup
+}
+
+// New listens on 127.0.0.1 ephemeral ports.
+func New(cfg Config) (*Responder, error) {
+	if len(cfg.KE) == 0 {
+		cfg.KE = []uint16{message.KE_X25519}
+	}
+	ike, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	nat, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		ike.Close()
+		return nil, err
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	r := &Responder{cfg: cfg, ike: ike, nat: nat, cookieKey: key, sas: map[uint64]*sa{}, inits: map[uint64]*sa{}}
+	r.stats.ChildKeys = map[uint32][]byte{}
+	return r, nil
+}
+
+// Addr is the IKE port's address; NATPort the NAT-T port.
+func (r *Responder) Addr() netip.AddrPort { return r.ike.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (r *Responder) NATPort() uint16      { return r.nat.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
+
+// Serve answers until ctx ends, then closes the sockets.
+func (r *Responder) Serve(ctx context.Context) {
+	r.wg.Add(2)
+	go r.read(r.ike, false)
+	go r.read(r.nat, true)
+	<-ctx.Done()
+	r.ike.Close()
+	r.nat.Close()
+	r.wg.Wait()
+}
+
+// Stats returns a copy of the counters.
+func (r *Responder) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.stats
+	st.ActiveIKE = len(r.sas)
+	st.ChildKeys = map[uint32][]byte{}
+	for _, s := range r.sas {
+		for _, c := range s.children {
+			st.ChildKeys[c.spiIn], st.ChildKeys[c.spiOut] = c.keyIn, c.keyOut
+		}
+	}
+	return st
+}
+
+// Restart forgets every SA, as a rebooted edge would.
+func (r *Responder) Restart() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sas, r.inits = map[uint64]*sa{}, map[uint64]*sa{}
+}
+
+// SetSilent makes the responder stop (or resume) answering established SAs.
+func (r *Responder) SetSilent(v bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg.Hostile.Silent = v
+}
+
+// DeleteIKE sends an INFORMATIONAL Delete for every IKE SA to its initiator.
+func (r *Responder) DeleteIKE() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sas) == 0 {
+		return errors.New("no IKE SA")
+	}
+	for id, s := range r.sas {
+		r.request(s, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
+		delete(r.sas, id)
+	}
+	return nil
+}
+
+func (r *Responder) read(c *net.UDPConn, natPort bool) {
+	defer r.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		b := buf[:n]
+		if natPort {
+			if n < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
+				continue
+			}
+			b = b[4:]
+		}
+		r.mu.Lock()
+		if natPort {
+			r.stats.NATPortUsed = true
+		}
+		r.handle(append([]byte(nil), b...), from, natPort)
+		r.mu.Unlock()
+	}
+}
+
+func (r *Responder) send(to netip.AddrPort, natPort bool, dgs [][]byte) {
+	c := r.ike
+	if natPort {
+		c = r.nat
+	}
+	times := 1 + r.cfg.Hostile.Flood
+	for range times {
+		if r.cfg.Hostile.Garbage {
+			c.WriteToUDPAddrPort([]byte("\x00\x00\x00\x00garbage that is not IKE"), to)
+			junk := make([]byte, 60)
+			rand.Read(junk)
+			c.WriteToUDPAddrPort(junk, to)
+		}
+		for _, d := range dgs {
+			if natPort {
+				d = append([]byte{0, 0, 0, 0}, d...)
+			}
+			c.WriteToUDPAddrPort(d, to)
+		}
+	}
+}
+
+func (r *Responder) cookie(spii uint64, from netip.AddrPort) []byte {
+	h := sha256.New()
+	h.Write(r.cookieKey)
+	fmt.Fprintf(h, "%x|%v", spii, from.Addr())
+	return h.Sum(nil)[:16]
+}

@@ -1,0 +1,142 @@
+package ike
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/pqbranch/pqbranch/services/ike/message"
+	"github.com/pqbranch/pqbranch/services/ike/sk"
+)
+
+// ErrPeerDeleted reports that the edge deleted the IKE SA or our only Child SA.
+var ErrPeerDeleted = errors.New("peer deleted the SA")
+
+// dispatch handles a packet that is not the response we wait for: requests
+// from the edge are answered; everything else is dropped.
+func (s *Session) dispatch(p packet) {
+	h, err := message.ParseHeader(p.b)
+	if err != nil {
+		s.drop(p, err)
+		return
+	}
+	var sa *ikeSA
+	for _, c := range []*ikeSA{s.ike, s.old} {
+		if c != nil && h.SPIi == c.spii && h.SPIr == c.spir {
+			sa = c
+		}
+	}
+	if sa == nil || h.IsResponse() || h.IsInitiator() {
+		s.drop(p, fmt.Errorf("not a request for a known SA (%v mid %d)", h.Exchange, h.MessageID))
+		return
+	}
+	switch {
+	case h.MessageID+1 == sa.peerMID && sa.lastResp != nil:
+		// A retransmitted request: resend the cached response, but only
+		// for a complete message, not for every fragment of it.
+		if m, err := message.Parse(p.b); err == nil {
+			if f, ok := m.Payloads[0].(*message.EncryptedFragment); ok && f.Number != 1 {
+				return
+			}
+		}
+		_ = s.tr.send(sa.lastResp)
+		return
+	case h.MessageID != sa.peerMID:
+		s.drop(p, fmt.Errorf("request mid %d, expected %d", h.MessageID, sa.peerMID))
+		return
+	}
+	d, err := s.open(p, sa, &sa.reqParts)
+	if err != nil {
+		s.drop(p, err)
+		return
+	}
+	if d == nil {
+		return // more fragments to come
+	}
+	s.lastRecv = time.Now()
+	resp := s.answer(sa, d)
+	rh := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: h.Exchange, Flags: message.FlagResponse | message.FlagInitiator, MessageID: h.MessageID}
+	sealed, err := sk.Seal(rh, resp, sa.out, s.fragmentLimit(sa))
+	if err != nil {
+		s.log.Error("cannot build response", "err", err)
+		return
+	}
+	sa.peerMID++
+	sa.lastResp = sealed.Datagrams
+	_ = s.tr.send(sealed.Datagrams)
+	s.log.Info("exchange", "type", h.Exchange.String(), "mid", h.MessageID, "peer_request", message.Summary(d.Payloads), "response", message.Summary(resp))
+}
+
+// answer builds our response to an authenticated request from the edge.
+func (s *Session) answer(sa *ikeSA, d *sk.Decrypted) []message.Payload {
+	switch d.Header.Exchange {
+	case message.INFORMATIONAL:
+		var resp []message.Payload
+		for _, del := range message.FindAll[*message.Delete](d.Payloads) {
+			switch del.Protocol {
+			case message.ProtoIKE:
+				if sa == s.ike {
+					s.fatal = fmt.Errorf("%w: IKE SA deleted by the edge", ErrPeerDeleted)
+				}
+				return nil
+			case message.ProtoESP:
+				if ours := s.peerDeletedChildren(del.SPIs); len(ours) > 0 {
+					resp = append(resp, &message.Delete{Protocol: message.ProtoESP, SPIs: ours})
+				}
+			}
+		}
+		return resp
+	case message.CREATE_CHILD_SA:
+		// We drive all rekeys from our side, before the edge's lifetimes.
+		// TEMPORARY_FAILURE makes the edge retry later instead of failing.
+		return []message.Payload{&message.Notify{NotifyType: message.TEMPORARY_FAILURE}}
+	}
+	return []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}
+}
+
+// peerDeletedChildren removes the Child SAs whose outbound SPIs the edge
+// deleted and returns our inbound SPIs of them for the response.
+func (s *Session) peerDeletedChildren(spis [][]byte) [][]byte {
+	var ours [][]byte
+	ctx := context.Background()
+	for _, b := range spis {
+		if len(b) != 4 {
+			continue
+		}
+		spi := binary.BigEndian.Uint32(b)
+		i := slices.IndexFunc(s.children, func(c *childSA) bool { return c.spiOut == spi })
+		if i < 0 {
+			continue
+		}
+		c := s.children[i]
+		s.children = slices.Delete(s.children, i, i+1)
+		_ = s.opt.Installer.DelSA(ctx, c.in)
+		_ = s.opt.Installer.DelSA(ctx, c.out)
+		ours = append(ours, binary.BigEndian.AppendUint32(nil, c.spiIn))
+	}
+	if len(ours) > 0 && len(s.children) == 0 {
+		s.fatal = fmt.Errorf("%w: last Child SA deleted by the edge", ErrPeerDeleted)
+	}
+	return ours
+}
+
+// deleteIKE tells the edge the IKE SA (and with it its Child SAs) is gone.
+// One try: at shutdown or after a rekey the answer does not change anything.
+func (s *Session) deleteIKE(ctx context.Context, sa *ikeSA) {
+	_, _, err := s.requestTries(ctx, sa, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}}, 2)
+	if err != nil {
+		s.log.Debug("IKE SA delete not acknowledged", "spi_i", fmt.Sprintf("%016x", sa.spii), "err", err)
+	}
+}
+
+// checkLiveness checks liveness with an empty INFORMATIONAL request.
+func (s *Session) checkLiveness(ctx context.Context) error {
+	_, _, err := s.request(ctx, s.ike, message.INFORMATIONAL, nil)
+	if err != nil {
+		return fmt.Errorf("dead peer detection: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/pqbranch/pqbranch/services/ike/kex"
+	"github.com/pqbranch/pqbranch/services/ike/keys"
+	"github.com/pqbranch/pqbranch/services/ike/message"
+)
+
+// Only AEAD suites are offered (nothing weaker than AES-GCM-16 with
+// HMAC-SHA2 PRFs), so there are never integrity transforms.
+var (
+	offeredENCR = []message.Transform{
+		{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: 256},
+		{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: 128},
+	}
+	offeredPRF = []uint16{message.PRF_HMAC_SHA2_384, message.PRF_HMAC_SHA2_256, message.PRF_HMAC_SHA2_512}
+	classical  = []uint16{message.KE_X25519, message.KE_ECP256, message.KE_ECP384}
+)
+
+// ErrDowngrade reports a responder that did not select the required
+// post-quantum key exchange.
+var ErrDowngrade = errors.New("responder did not select the required ML-KEM key exchange")
+
+// policy is what the configuration allows for key exchange.
+type policy struct {
+	ke             []uint16 // classical groups, preferred first
+	addke          []uint16 // ADDKE1, ADDKE2, ... in order
+	allowClassical bool
+}
+
+func newPolicy(c *Config) (policy, error) {
+	first, err := kex.ByName(c.KEName())
+	if err != nil {
+		return policy{}, err
+	}
+	p := policy{ke: []uint16{first}, allowClassical: c.AllowClassical}
+	for _, g := range classical {
+		if g != first {
+			p.ke = append(p.ke, g)
+		}
+	}
+	for _, n := range c.AddKENames() {
+		id, err := kex.ByName(n)
+		if err != nil {
+			return policy{}, err
+		}
+		p.addke = append(p.addke, id)
+	}
+	return p, nil
+}
+
+// suite is a negotiated set of algorithms for an IKE SA or a Child SA.
+type suite struct {
+	encrBits uint16
+	prf      keys.PRF // IKE only
+	ke       uint16   // 0 when none (a Child SA from IKE_AUTH)
+	addke    []uint16 // the negotiated ADDKE methods, NONE dropped
+}
+
+func (s suite) encrName() string { return fmt.Sprintf("aes%dgcm16", s.encrBits) }
+
+// encKeyLen is the AES key plus the 4-byte salt.
+func (s suite) encKeyLen() int { return int(s.encrBits)/8 + 4 }
+
+func (s suite) addkeNames() []string {
+	out := []string{}
+	for _, a := range s.addke {
+		out = append(out, kex.Name(a))
+	}
+	return out
+}
+
+// addkeTransforms lists ADDKE1..n, each with NONE as a last resort only
+// when classical-only is allowed.
+func (p policy) addkeTransforms(methods []uint16) []message.Transform {
+	var ts []message.Transform
+	for i, m := range methods {
+		t := message.TransformADDKE1 + message.TransformType(i)
+		ts = append(ts, message.Transform{Type: t, ID: m})
+		if p.allowClassical {
+			ts = append(ts, message.Transform{Type: t, ID: message.KE_NONE})
+		}
+	}
+	return ts
+}
+
+// ikeProposal is the IKE_SA_INIT offer: one proposal, so that a responder
+// speaking ML-KEM cannot pick a classical alternative.
+func (p policy) ikeProposal() message.Proposal {
+	ts := slices.Clone(offeredENCR)
+	for _, id := range offeredPRF {
+		ts = append(ts, message.Transform{Type: message.TransformPRF, ID: id})
+	}
+	for _, g := range p.ke {
+		ts = append(ts, message.Transform{Type: message.TransformKE, ID: g})
+	}
+	ts = append(ts, p.addkeTransforms(p.addke)...)
+	return message.Proposal{Num: 1, Protocol: message.ProtoIKE, Transforms: ts}
+}
+
+// rekeyProposal offers exactly the suite in use, with a fresh hybrid
+// exchange, for an IKE SA (spi 8 bytes) or Child SA (spi 4 bytes) rekey.
+func (p policy) rekeyProposal(proto message.Protocol, spi []byte, s suite) message.Proposal {
+	ts := []message.Transform{{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: s.encrBits}}
+	if proto == message.ProtoIKE {
+		ts = append(ts, message.Transform{Type: message.TransformPRF, ID: s.prf.ID})
+	}
+	ts = append(ts, message.Transform{Type: message.TransformKE, ID: s.ke})
+	ts = append(ts, p.addkeTransforms(p.addke)...)
+	if proto == message.ProtoESP {
+		ts = append(ts, message.Transform{Type: message.TransformESN, ID: message.ESN_NONE})
+	}
+	return message.Proposal{Num: 1, Protocol: proto, SPI: spi, Transforms: ts}
+}
+
+// espProposal is the Child SA offer in IKE_AUTH, which carries no KE.
+func espProposal(spi []byte) message.Proposal {
+	return message.Proposal{Num: 1, Protocol: message.ProtoESP, SPI: spi, Transforms: []message.Transform{
+		{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: 256},
+		{Type: message.TransformESN, ID: message.ESN_NONE},
+	}}
+}
+
+// selectSuite checks the responder's SA payload against what we offered:
+// exactly one proposal, every transform one we offered for its type, one of
+// each mandatory type. It enforces the downgrade rule for ADDKE.
+func (p policy) selectSuite(sa *message.SA, offered message.Proposal) (suite, []byte, error) {
+	if sa == nil {
+		return suite{}, nil, errors.New("response lacks an SA payload")
+	}
+	if len(sa.Proposals) != 1 {
+		return suite{}, nil, fmt.Errorf("responder chose %d proposals", len(sa.Proposals))
+	}
+	got := sa.Proposals[0]
+	if got.Protocol != offered.Protocol {
+		return suite{}, nil, fmt.Errorf("responder chose protocol %d, offered %d", got.Protocol, offered.Protocol)
+	}
+	wantSPI := map[message.Protocol]int{message.ProtoIKE: len(offered.SPI), message.ProtoESP: 4}[got.Protocol]
+	if len(got.SPI) != wantSPI {
+		return suite{}, nil, fmt.Errorf("responder SPI is %d bytes, want %d", len(got.SPI), wantSPI)
+	}
+	seen := map[message.TransformType]message.Transform{}
+	for _, t := range got.Transforms {
+		if _, dup := seen[t.Type]; dup {
+			return suite{}, nil, fmt.Errorf("responder chose two transforms of type %d", t.Type)
+		}
+		if !slices.Contains(offered.Transforms, t) {
+			return suite{}, nil, fmt.Errorf("responder chose transform type %d id %d (key %d) we did not offer", t.Type, t.ID, t.KeyLength)
+		}
+		seen[t.Type] = t
+	}
+	var s suite
+	for typ := range offeredTypes(offered) {
+		_, ok := seen[typ]
+		isAddKE := typ >= message.TransformADDKE1 && typ <= message.TransformADDKE7
+		switch {
+		case !ok && isAddKE:
+			// A responder that does not know RFC 9370 drops the type.
+			if !p.allowClassical {
+				return suite{}, nil, ErrDowngrade
+			}
+		case !ok:
+			return suite{}, nil, fmt.Errorf("responder chose no transform of type %d", typ)
+		}
+	}
+	s.encrBits = seen[message.TransformENCR].KeyLength
+	if t, ok := seen[message.TransformPRF]; ok {
+		prf, err := keys.PRFByID(t.ID)
+		if err != nil {
+			return suite{}, nil, err
+		}
+		s.prf = prf
+	}
+	s.ke = seen[message.TransformKE].ID
+	for typ := message.TransformADDKE1; typ <= message.TransformADDKE7; typ++ {
+		t, ok := seen[typ]
+		if !ok || t.ID == message.KE_NONE {
+			continue
+		}
+		s.addke = append(s.addke, t.ID)
+	}
+	offeredAddKE := 0
+	for typ := range offeredTypes(offered) {
+		if typ >= message.TransformADDKE1 && typ <= message.TransformADDKE7 {
+			offeredAddKE++
+		}
+	}
+	if len(s.addke) < offeredAddKE && !p.allowClassical {
+		return suite{}, nil, ErrDowngrade
+	}
+	return s, got.SPI, nil
+}
+
+func offeredTypes(pr message.Proposal) map[message.TransformType]bool {
+	m := map[message.TransformType]bool{}
+	for _, t := range pr.Transforms {
+		m[t.Type] = true
+	}
+	return m
+}

@@ -1,0 +1,329 @@
+package ike
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pqbranch/pqbranch/services/ike/keys"
+	"github.com/pqbranch/pqbranch/services/ike/sk"
+	"github.com/pqbranch/pqbranch/services/ike/xfrm"
+)
+
+// Options are the runtime knobs that are not part of the appliance config.
+type Options struct {
+	Installer xfrm.Installer // nil: xfrm.NewMemory(), i.e. -no-install
+	Logger    *slog.Logger   // nil: slog.Default()
+
+	LocalPort     uint16 // 0: ephemeral; the appliance uses 500
+	LocalNATPort  uint16 // 0: ephemeral; the appliance uses 4500
+	RemoteNATPort uint16 // 0: 4500
+	ESPInUDP      bool   // mark the NAT-T socket for kernel ESP-in-UDP decapsulation
+
+	RetransmitBase  time.Duration // first retransmission timeout, default 1s; doubles each time
+	RetransmitTries int           // sends per request, default 6
+	ReconnectMin    time.Duration // backoff before re-establishing, default 2s
+	ReconnectMax    time.Duration // default 2m
+	ReplayWindow    uint32        // ESP anti-replay window, default 64
+
+	Rand io.Reader // nil: crypto/rand
+}
+
+func (o *Options) defaults() {
+	if o.Installer == nil {
+		o.Installer = xfrm.NewMemory()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.RemoteNATPort == 0 {
+		o.RemoteNATPort = 4500
+	}
+	if o.RetransmitBase == 0 {
+		o.RetransmitBase = time.Second
+	}
+	if o.RetransmitTries == 0 {
+		o.RetransmitTries = 6
+	}
+	if o.ReconnectMin == 0 {
+		o.ReconnectMin = 2 * time.Second
+	}
+	if o.ReconnectMax == 0 {
+		o.ReconnectMax = 2 * time.Minute
+	}
+	if o.ReplayWindow == 0 {
+		o.ReplayWindow = 64
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+}
+
+// ikeSA is one IKE SA. We are always its original initiator: we never
+// accept an IKE SA or a rekey from the edge.
+type ikeSA struct {
+	spii, spir uint64
+	suite      suite
+	keys       keys.IKE
+	out, in    *sk.Cipher
+	ni, nr     []byte
+	nextMID    uint32 // our next request
+	peerMID    uint32 // the peer's next request
+	lastResp   [][]byte
+	respParts  sk.Reassembler
+	reqParts   sk.Reassembler
+	fragments  bool // peer sent IKEV2_FRAGMENTATION_SUPPORTED
+	created    time.Time
+	rekeyAt    time.Time
+}
+
+func (sa *ikeSA) setKeys(k keys.IKE) error {
+	out, err := sk.NewCipher(k.Ei)
+	if err != nil {
+		return err
+	}
+	in, err := sk.NewCipher(k.Er)
+	if err != nil {
+		return err
+	}
+	sa.keys, sa.out, sa.in = k, out, in
+	return nil
+}
+
+// childSA is one ESP SA pair.
+type childSA struct {
+	spiIn, spiOut uint32
+	encrBits      uint16
+	in, out       xfrm.SA
+	local, remote []netip.Prefix
+	created       time.Time
+	rekeyAt       time.Time
+}
+
+// Session is the tunnel to one edge: it establishes, keeps alive, rekeys
+// and re-establishes the IKE SA and its Child SA.
+type Session struct {
+	cfg  *Config
+	opt  Options
+	pol  policy
+	log  *slog.Logger
+	auth *authenticator
+	me   identity
+	peer identity
+
+	ikeLife, childLife, dpd time.Duration
+
+	tr        *transport
+	ike       *ikeSA
+	old       *ikeSA // the IKE SA being deleted after a rekey
+	children  []*childSA
+	policies  []xfrm.Policy
+	reqid     uint32
+	lastRecv  time.Time
+	fatal     error // set while dispatching: the peer deleted or lost the IKE SA
+	contacted bool  // INITIAL_CONTACT sent once per process
+
+	mu sync.Mutex
+	st Status
+}
+
+// New checks cfg and prepares a session; nothing is sent until Establish or Run.
+func New(cfg *Config, opt Options) (*Session, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opt.defaults()
+	pol, err := newPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	me, err := parseIdentity(cfg.LocalID)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel.local_id: %w", err)
+	}
+	peer, err := parseIdentity(cfg.RemoteID)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel.remote_id: %w", err)
+	}
+	s := &Session{cfg: cfg, opt: opt, pol: pol, log: opt.Logger, auth: auth, me: me, peer: peer, reqid: 1}
+	s.ikeLife, s.childLife, s.dpd = cfg.Durations()
+	s.st = Status{State: "down", AddKE: []string{}, Children: []ChildStatus{}}
+	return s, nil
+}
+
+// Status returns a snapshot, with the kernel's traffic counters.
+func (s *Session) Status() Status {
+	s.mu.Lock()
+	st := s.st
+	st.AddKE = slices.Clone(st.AddKE)
+	st.Children = slices.Clone(st.Children)
+	s.mu.Unlock()
+	return st
+}
+
+func (s *Session) update(f func(*Status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.st)
+}
+
+// refreshStatus copies the SA state into the status snapshot.
+func (s *Session) refreshStatus(ctx context.Context) {
+	var kids []ChildStatus
+	for _, c := range s.children {
+		cs := ChildStatus{SPIIn: fmt.Sprintf("%08x", c.spiIn), SPIOut: fmt.Sprintf("%08x", c.spiOut)}
+		for _, p := range c.local {
+			cs.Local = append(cs.Local, p.String())
+		}
+		for _, p := range c.remote {
+			cs.Remote = append(cs.Remote, p.String())
+		}
+		if in, err := s.opt.Installer.Stats(ctx, c.in); err == nil {
+			cs.BytesIn, cs.PacketsIn = in.Bytes, in.Packets
+		}
+		if out, err := s.opt.Installer.Stats(ctx, c.out); err == nil {
+			cs.BytesOut, cs.PacketsOut = out.Bytes, out.Packets
+		}
+		kids = append(kids, cs)
+	}
+	s.update(func(st *Status) {
+		st.Children = kids
+		if st.Children == nil {
+			st.Children = []ChildStatus{}
+		}
+		if s.ike != nil {
+			st.SPIi, st.SPIr = fmt.Sprintf("%016x", s.ike.spii), fmt.Sprintf("%016x", s.ike.spir)
+		}
+		if s.tr != nil {
+			st.Local, st.Remote, st.NATT = s.tr.localAddr().String(), s.tr.remoteAddr().String(), s.tr.floated
+			st.BytesSent, st.BytesRecvd = s.tr.bytesSent, s.tr.bytesRecvd
+		}
+	})
+}
+
+func (s *Session) setError(err error) {
+	s.update(func(st *Status) { st.LastError = err.Error() })
+}
+
+// Run keeps the tunnel up until ctx ends, re-establishing with exponential
+// backoff when the edge is lost, deletes the SA or restarts. On return the
+// SAs are deleted at the edge and removed from the kernel.
+func (s *Session) Run(ctx context.Context) error {
+	backoff := s.opt.ReconnectMin
+	for {
+		err := s.Establish(ctx)
+		if err == nil {
+			backoff = s.opt.ReconnectMin
+			err = s.maintain(ctx)
+		}
+		if ctx.Err() != nil {
+			return s.Close()
+		}
+		s.setError(err)
+		s.log.Warn("tunnel down, re-establishing", "err", err, "in", backoff)
+		s.teardown(context.WithoutCancel(ctx), false)
+		if err := sleep(ctx, s.jitter(backoff)); err != nil {
+			return s.Close()
+		}
+		backoff = min(2*backoff, s.opt.ReconnectMax)
+	}
+}
+
+// Close deletes the IKE SA at the edge (best effort, one short attempt),
+// removes the kernel state and closes the sockets.
+func (s *Session) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return s.teardown(ctx, true)
+}
+
+func (s *Session) teardown(ctx context.Context, notify bool) error {
+	if notify && s.ike != nil && s.tr != nil && len(s.children) > 0 {
+		s.deleteIKE(ctx, s.ike)
+	}
+	err := s.removeChildren(ctx)
+	if s.tr != nil {
+		s.tr.close()
+		s.tr = nil
+	}
+	s.ike, s.old, s.fatal = nil, nil, nil
+	s.refreshStatus(ctx)
+	s.update(func(st *Status) { st.State = "down"; st.SPIi, st.SPIr = "", "" })
+	return err
+}
+
+func (s *Session) removeChildren(ctx context.Context) error {
+	var errs []error
+	for _, c := range s.children {
+		errs = append(errs, s.opt.Installer.DelSA(ctx, c.in), s.opt.Installer.DelSA(ctx, c.out))
+	}
+	s.children = nil
+	for _, p := range s.policies {
+		errs = append(errs, s.opt.Installer.DelPolicy(ctx, p))
+	}
+	s.policies = nil
+	return errors.Join(errs...)
+}
+
+func (s *Session) random(n int) []byte {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(s.opt.Rand, b); err != nil {
+		panic(fmt.Sprintf("ike: random source failed: %v", err)) // nothing sane to do without randomness
+	}
+	return b
+}
+
+func (s *Session) newIKESPI() uint64 {
+	for {
+		if v := binary.BigEndian.Uint64(s.random(8)); v != 0 {
+			return v
+		}
+	}
+}
+
+// newESPSPI picks an inbound SPI; values below 256 are reserved.
+func (s *Session) newESPSPI() uint32 {
+	for {
+		v := binary.BigEndian.Uint32(s.random(4))
+		if v >= 256 && !slices.ContainsFunc(s.children, func(c *childSA) bool { return c.spiIn == v }) {
+			return v
+		}
+	}
+}
+
+// jitter returns d shortened by up to 10% so that rekeys and reconnects of
+// many branches do not synchronise.
+func (s *Session) jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	n, err := rand.Int(s.opt.Rand, big.NewInt(int64(d/10)+1))
+	if err != nil {
+		return d
+	}
+	return d - time.Duration(n.Int64())
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

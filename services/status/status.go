@@ -1,0 +1,85 @@
+// Package status reports the appliance's state: a read-only JSON endpoint on
+// the LAN side and the `status` command that prints it.
+package status
+
+import (
+	"time"
+
+	"github.com/pqbranch/pqbranch/services/logring"
+	"github.com/pqbranch/pqbranch/services/supervise"
+	"github.com/pqbranch/pqbranch/services/timesync"
+)
+
+// Report is the whole status document.
+type Report struct {
+	Version    string            `json:"version"`
+	Board      string            `json:"board"`
+	Slot       string            `json:"slot"`
+	Hostname   string            `json:"hostname"`
+	Time       time.Time         `json:"time"`
+	Uptime     Duration          `json:"uptime"`
+	Interfaces []Interface       `json:"interfaces"`
+	Tunnel     TunnelStatus      `json:"tunnel"`
+	Services   []supervise.State `json:"services"`
+	Clock      timesync.Status   `json:"clock"`
+	Update     UpdateResult      `json:"update"`
+	Config     ConfigState       `json:"config"`
+	Log        []logring.Entry   `json:"log"`
+}
+
+// Interface is one network interface and its addresses.
+type Interface struct {
+	Name      string   `json:"name"`
+	Role      string   `json:"role,omitempty"`
+	Up        bool     `json:"up"`
+	MAC       string   `json:"mac,omitempty"`
+	MTU       int      `json:"mtu"`
+	Addresses []string `json:"addresses"`
+}
+
+// TunnelStatus is what the tunnel service reports about the IPsec tunnel.
+type TunnelStatus struct {
+	State     string      `json:"state"` // e.g. "down", "connecting", "up"
+	KE        string      `json:"ke,omitempty"`
+	AddKE     []string    `json:"addke,omitempty"`
+	Encr      string      `json:"encr,omitempty"`
+	PRF       string      `json:"prf,omitempty"`
+	ESP       string      `json:"esp,omitempty"`
+	SPIs      []string    `json:"spis,omitempty"`
+	Bytes     TunnelBytes `json:"bytes"`
+	LastError string      `json:"last_error,omitempty"`
+}
+
+// TunnelBytes counts ESP payload bytes.
+type TunnelBytes struct {
+	In  uint64 `json:"in"`
+	Out uint64 `json:"out"`
+}
+
+// UpdateResult is the outcome of the latest A/B update attempt.
+type UpdateResult struct {
+	Result string    `json:"result,omitempty"` // e.g. "ok", "rolled back", "" for none yet
+	At     time.Time `json:"at,omitzero"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// ConfigState says which config is in force and why a newer one is not.
+type ConfigState struct {
+	File     string   `json:"file"`
+	Loaded   bool     `json:"loaded"`
+	Errors   []string `json:"errors,omitempty"`
+	Defaults bool     `json:"defaults,omitempty"` // running the board's default config
+}
+
+// Duration marshals as a Go duration string ("3h2m1s"), for people.
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).Round(time.Second).String()), nil
+}
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
