@@ -122,20 +122,32 @@ func checkNotMounted(dev string) error {
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(mounts), "\n") {
+	resolve := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		return p
+	}
+	if src, at := mountedOn(real, string(mounts), resolve); at != "" {
+		return fmt.Errorf("flash: %s is mounted on %s; unmount it first", src, at)
+	}
+	return nil
+}
+
+// mountedOn returns the first mount (source and mount point) in a
+// /proc/self/mounts text whose source is dev or a partition of it.
+func mountedOn(dev, mounts string, resolve func(string) string) (string, string) {
+	for _, line := range strings.Split(mounts, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
 		}
-		src, err := filepath.EvalSymlinks(f[0])
-		if err != nil {
-			src = f[0]
-		}
-		if src == real || (strings.HasPrefix(src, real) && isPartitionSuffix(src[len(real):])) {
-			return fmt.Errorf("flash: %s is mounted on %s; unmount it first", src, f[1])
+		src := resolve(f[0])
+		if src == dev || (strings.HasPrefix(src, dev) && isPartitionSuffix(src[len(dev):])) {
+			return src, f[1]
 		}
 	}
-	return nil
+	return "", ""
 }
 
 // isPartitionSuffix reports whether s names a partition of a disk: "1" for

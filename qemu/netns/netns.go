@@ -68,20 +68,33 @@ func (n *NS) Do(f func() error) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// The thread is never unlocked: it is left in a foreign namespace
-		// on error paths, so the runtime must discard it when we return.
 		runtime.LockOSThread()
+		orig, e := vnetns.Get()
+		if e != nil {
+			err = fmt.Errorf("netns: current namespace: %w", e)
+			return // the thread stays locked, so the runtime discards it
+		}
+		defer orig.Close()
 		target, e := vnetns.GetFromName(n.Name)
 		if e != nil {
 			err = fmt.Errorf("netns %s: %w", n.Name, e)
+			runtime.UnlockOSThread()
 			return
 		}
 		defer target.Close()
 		if e := vnetns.Set(target); e != nil {
 			err = fmt.Errorf("netns %s: setns: %w", n.Name, e)
+			runtime.UnlockOSThread()
 			return
 		}
 		err = f()
+		// Switch back before the thread can run anything else. The thread
+		// may be the process's main thread, whose namespace is what
+		// `ip netns pids` reports for the whole process; a thread that
+		// cannot switch back stays locked and dies with this goroutine.
+		if vnetns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	wg.Wait()
 	return err

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func TestApplianceReload(t *testing.T) {
 
 	cmd := app.Command(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), roleEnv+"=appliance", "PQB_CONFIG="+cfgPath, "PQB_RESOLV="+filepath.Join(dir, "resolv.conf"))
-	var logs strings.Builder
+	var logs lockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -225,4 +226,22 @@ func TestApplianceReload(t *testing.T) {
 	if err := dropped(wan, "192.0.2.2:8081"); err != nil {
 		t.Fatalf("new management port from the WAN: %v", err)
 	}
+}
+
+// lockedBuffer collects the child's log while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

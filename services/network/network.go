@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/pqbranch/pqbranch/services/config"
 	"github.com/vishvananda/netlink"
@@ -66,9 +67,14 @@ func (n *netw) run(ctx context.Context) error {
 	// first configuration and the first notification.
 	updates := make(chan netlink.LinkUpdate, 32)
 	done := make(chan struct{})
-	defer close(done)
+	var closing atomic.Bool
+	defer func() { closing.Store(true); close(done) }()
 	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { n.log.Error("link subscription", "err", err) },
+		ErrorCallback: func(err error) {
+			if !closing.Load() { // closing the subscription makes it fail once
+				n.log.Error("link subscription", "err", err)
+			}
+		},
 	}); err != nil {
 		return fmt.Errorf("network: subscribe to link changes: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/pqbranch/pqbranch/boards"
 	"github.com/pqbranch/pqbranch/firmware"
+	"github.com/pqbranch/pqbranch/firmware/hostdeps"
+	"github.com/pqbranch/pqbranch/qemu"
 )
 
 func main() {
@@ -30,6 +32,13 @@ func main() {
 		err = flash(ctx, os.Args[2:])
 	case "run":
 		err = run(ctx, os.Args[2:])
+	case "deps":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		err = hostdeps.Ensure(ctx, os.Args[2], os.Stderr)
+	case "accel":
+		fmt.Println(qemu.DetectAccel(ctx))
 	case "boards":
 		for _, n := range boards.Names() {
 			fmt.Println(n)
@@ -47,6 +56,8 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR]
        pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-yes]
        pqbuild run [-board NAME]
+       pqbuild deps image|run|test   install missing system packages
+       pqbuild accel                 print kvm or tcg, whichever works here
        pqbuild boards`)
 	os.Exit(2)
 }
