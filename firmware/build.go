@@ -83,22 +83,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	p.step("pqbranch %s, board %s, profile %s", rel.Version, board.Name, o.Profile)
 
 	p.step("kernel %s %s", board.Kernel.Package, board.Kernel.Version)
-	kpin := debpkg.Pin{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Field: board.File + `: field "kernel.sha256"`}
-	kroot, err := fetchUnpack(ctx, o.CacheDir, kpin, p)
+	kernel, stub, err := fetchKernel(ctx, o.CacheDir, board, p)
 	if err != nil {
 		return nil, err
-	}
-	kernel, err := unpackedKernel(kroot)
-	if err != nil {
-		return nil, err
-	}
-	stubRoot, err := fetchUnpack(ctx, o.CacheDir, stubPin, p)
-	if err != nil {
-		return nil, err
-	}
-	stub, err := os.ReadFile(filepath.Join(stubRoot, stubPath))
-	if err != nil {
-		return nil, fmt.Errorf("EFI stub: %w", err)
 	}
 	mods, depSubset, err := kernel.resolve(modNames)
 	if err != nil {
@@ -197,6 +184,39 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	p.done("%s", dir)
 	return &Result{Dir: dir, Manifest: m, InitramfsRaw: raw.Len()}, nil
+}
+
+// KernelAndStub returns the board's kernel image and the EFI stub, fetched
+// and verified as for a build.
+func KernelAndStub(ctx context.Context, cache string, b *boards.Board) (vmlinuz, stub []byte, err error) {
+	k, stub, err := fetchKernel(ctx, cache, b, newSteps(io.Discard, 0))
+	if err != nil {
+		return nil, nil, err
+	}
+	return k.vmlinuz, stub, nil
+}
+
+// fetchKernel fetches, verifies and unpacks the board's kernel package and
+// the EFI stub.
+func fetchKernel(ctx context.Context, cache string, b *boards.Board, p *steps) (*kernelTree, []byte, error) {
+	kpin := debpkg.Pin{Package: b.Kernel.Package, Version: b.Kernel.Version, SHA256: b.Kernel.SHA256, Field: b.File + `: field "kernel.sha256"`}
+	kroot, err := fetchUnpack(ctx, cache, kpin, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := unpackedKernel(kroot)
+	if err != nil {
+		return nil, nil, err
+	}
+	stubRoot, err := fetchUnpack(ctx, cache, stubPin, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	stub, err := os.ReadFile(filepath.Join(stubRoot, stubPath))
+	if err != nil {
+		return nil, nil, fmt.Errorf("EFI stub: %w", err)
+	}
+	return k, stub, nil
 }
 
 func fetchUnpack(ctx context.Context, cache string, pin debpkg.Pin, p *steps) (string, error) {

@@ -32,6 +32,8 @@ func main() {
 		err = flash(ctx, os.Args[2:])
 	case "run":
 		err = run(ctx, os.Args[2:])
+	case "bench":
+		err = benchCmd(ctx, os.Args[2:])
 	case "deps":
 		if len(os.Args) != 3 {
 			usage()
@@ -56,6 +58,7 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR]
        pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-yes]
        pqbuild run [-board NAME]
+       pqbuild bench [-board NAME]   build and boot figures as a table
        pqbuild deps image|run|test   install missing system packages
        pqbuild accel                 print kvm or tcg, whichever works here
        pqbuild boards`)

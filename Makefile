@@ -1,0 +1,51 @@
+# pqbranch: firmware for a post-quantum branch-office appliance.
+# Everything goes through pqbuild (firmware/cmd/pqbuild); this file names the jobs.
+
+BOARD   ?= qemu-x86_64
+PROFILE ?= dev
+GO      ?= go
+export PATH := $(PATH):/usr/local/go/bin
+
+PQBUILD := out/bin/pqbuild
+IMAGE   := out/$(BOARD)/disk.img
+
+.PHONY: all image run test bench flash tools deps-image deps-run deps-test clean FORCE
+
+all: image
+
+# The build tool itself; go build's cache makes this instant when unchanged.
+$(PQBUILD): FORCE
+	@mkdir -p out/bin
+	@$(GO) build -o $@ ./firmware/cmd/pqbuild
+
+deps-image deps-run deps-test: $(PQBUILD)
+	@$(PQBUILD) deps $(@:deps-%=%)
+
+image: deps-image
+	@$(PQBUILD) image -board $(BOARD) -profile $(PROFILE)
+
+run: deps-run image
+	@$(PQBUILD) run -board $(BOARD)
+
+# Unit, namespace and QEMU tests. The KVM probe runs once here, not per test
+# binary. Packages run one at a time: the QEMU and strongSwan tests each want
+# both cores.
+test: deps-test image
+	PQB_ACCEL=$$($(PQBUILD) accel) $(GO) test -p 1 -count=1 -timeout 80m ./...
+
+bench: deps-test image
+	@PQB_ACCEL=$$($(PQBUILD) accel) $(PQBUILD) bench -board $(BOARD)
+
+flash: $(PQBUILD)
+	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)]"; exit 2; }
+	@$(PQBUILD) flash -image $(IMAGE) -to $(DEVICE)
+
+# The appliance's commands built for this host, e.g. out/bin/ike.
+tools:
+	@mkdir -p out/bin
+	CGO_ENABLED=0 $(GO) build -o out/bin/pqbranch ./services/cmd/pqbranch
+	@for a in ike status config-check; do ln -sf pqbranch out/bin/$$a; done
+	@echo "built out/bin/pqbranch, out/bin/ike, out/bin/status, out/bin/config-check"
+
+clean:
+	rm -rf out
