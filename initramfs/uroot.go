@@ -23,7 +23,7 @@ import (
 var DebugCommands = []string{
 	"gosh", "ls", "cat", "cp", "mv", "rm", "ln", "mkdir", "echo", "grep", "more",
 	"ip", "ping", "netstat", "dmesg", "ps", "kill", "mount", "umount", "df", "free",
-	"uname", "hexdump", "sync", "date", "wget", "find",
+	"uname", "hexdump", "sync", "date", "wget", "find", "dd",
 }
 
 // CoreCommands is u-root's own `core` set, built only for `make bench` to
