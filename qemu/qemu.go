@@ -35,12 +35,19 @@ type Config struct {
 	Stdin *os.File
 	// NoReboot turns a guest reset into QEMU exiting.
 	NoReboot bool
+	// StateDir, when set, holds the VM's disk overlay and UEFI variable
+	// store across Starts: the first Start creates them, later ones boot
+	// the same disk and NVRAM, so stopping and starting again is a power
+	// cycle of one box rather than a fresh one. The caller owns the
+	// directory; Stop leaves it. Empty: a fresh temporary state per VM.
+	StateDir string
 }
 
 // VM is a running QEMU.
 type VM struct {
 	cmd   *exec.Cmd
 	dir   string
+	keep  bool // dir is the caller's Config.StateDir
 	input io.WriteCloser
 
 	mu      sync.Mutex
@@ -61,23 +68,19 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pqb-vm-")
+	dir, err := stateDir(c.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{dir: dir, changed: make(chan struct{}), exited: make(chan struct{}), Accel: DetectAccel(ctx)}
+	vm := &VM{dir: dir, keep: c.StateDir != "", changed: make(chan struct{}), exited: make(chan struct{}), Accel: DetectAccel(ctx)}
 	fail := func(err error) (*VM, error) {
-		os.RemoveAll(dir)
+		vm.removeState()
 		return nil, err
 	}
 	vars := filepath.Join(dir, "OVMF_VARS.fd")
-	if err := copyFile(fw.Vars, vars); err != nil {
-		return fail(err)
-	}
 	overlay := filepath.Join(dir, "disk.qcow2")
-	abs, _ := filepath.Abs(c.Image)
-	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", "raw", overlay).CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("qemu-img create overlay: %w: %s", err, out))
+	if err := prepareState(ctx, fw.Vars, vars, c.Image, overlay); err != nil {
+		return fail(err)
 	}
 
 	q := c.Board.QEMU
@@ -218,7 +221,7 @@ func (vm *VM) Stop() error {
 			return errors.New("qemu: did not exit after SIGKILL")
 		}
 	}
-	return os.RemoveAll(vm.dir)
+	return vm.removeState()
 }
 
 func copyFile(src, dst string) error {
