@@ -56,9 +56,9 @@ func (e *Edge) waitReady(ctx context.Context, c *charon) error {
 	for {
 		select {
 		case <-c.exited:
-			return fmt.Errorf("edge: charon exited during startup: %v\n%s", c.err, tail(e.Log(), 20))
+			return fmt.Errorf("edge: charon exited during startup: %v\n%s", c.err, tail(e.readLog(), 20))
 		case <-ctx.Done():
-			return fmt.Errorf("edge: charon not answering swanctl --stats: %w (last: %v)\n%s", ctx.Err(), lastErr, tail(e.Log(), 20))
+			return fmt.Errorf("edge: charon not answering swanctl --stats: %w (last: %v)\n%s", ctx.Err(), lastErr, tail(e.readLog(), 20))
 		default:
 		}
 		if _, err := e.Swanctl(ctx, "--stats"); err == nil {

@@ -113,7 +113,7 @@ func (e *Edge) loadConfig(ctx context.Context, c *charon) error {
 	}
 	if err != nil {
 		// swanctl only names the setting; charon's log names the value.
-		return fmt.Errorf("%w\ncharon log:\n%s", err, tail(e.Log(), 8))
+		return fmt.Errorf("%w\ncharon log:\n%s", err, tail(e.readLog(), 8))
 	}
 	return nil
 }

@@ -17,9 +17,14 @@ func (e *Edge) Log() string {
 	if closed {
 		return last
 	}
+	return e.readLog()
+}
+
+// readLog reads the log file; it takes no lock, so code holding e.mu uses it.
+func (e *Edge) readLog() string {
 	data, err := os.ReadFile(e.logPath)
 	if err != nil {
-		return last
+		return ""
 	}
 	return string(data)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/ike/kex"
@@ -65,6 +66,9 @@ func (s *Session) Establish(ctx context.Context) error {
 		st.KE, st.AddKE, st.Encr, st.PRF = kex.Name(hs.sa.suite.ke), hs.sa.suite.addkeNames(), hs.sa.suite.encrName(), hs.sa.suite.prf.Name
 		st.ESP = fmt.Sprintf("aes%dgcm16", child.encrBits)
 	})
+	// The one line `make run` and operators watch for.
+	s.log.Info("tunnel established", "ke", kex.Name(hs.sa.suite.ke), "addke", strings.Join(hs.sa.suite.addkeNames(), "+"),
+		"encr", hs.sa.suite.encrName(), "prf", hs.sa.suite.prf.Name, "esp", fmt.Sprintf("aes%dgcm16", child.encrBits))
 	s.refreshStatus(ctx)
 	return nil
 }

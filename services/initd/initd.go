@@ -76,13 +76,3 @@ func consoleShell(ctx context.Context) {
 		time.Sleep(time.Second)
 	}
 }
-
-// reap collects every orphan that the kernel re-parents to PID 1.
-func reap(ctx context.Context) {
-	for ctx.Err() == nil {
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(-1, &ws, 0, nil); errors.Is(err, unix.ECHILD) {
-			time.Sleep(time.Second)
-		}
-	}
-}

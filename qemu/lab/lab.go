@@ -1,0 +1,174 @@
+// Package lab builds the whole test world around one appliance VM: the edge
+// site (strongSwan 6.1 as the responder, with a data-centre host "dc" behind
+// it), DHCP on the WAN, and a LAN namespace with a client host. `make run`
+// and the end-to-end tests use it; Close tears all of it down.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/pqbranch/pqbranch/boards"
+	"github.com/pqbranch/pqbranch/qemu"
+	"github.com/pqbranch/pqbranch/qemu/edge"
+	"github.com/pqbranch/pqbranch/qemu/netns"
+)
+
+// Addresses, matching the qemu-x86_64 board's default config.
+const (
+	LANNet         = "198.18.1.0/24"
+	ApplianceLAN   = "198.18.1.1"
+	ClientAddr     = "198.18.1.10"
+	dhcpRange      = "192.0.2.100,192.0.2.150,255.255.255.0,1h"
+	edgeID         = "edge.pqbranch.test"
+	branchID       = "branch.pqbranch.test"
+	defaultPSK     = "pqbranch-qemu-test-psk-change-me"
+	DefaultIKE     = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+	defaultESP     = "aes256gcm16"
+	tapWAN, tapLAN = "wan0", "lan0"
+)
+
+// Options configure a lab.
+type Options struct {
+	Board *boards.Board
+	Image string
+	// Console and Stdin are the VM's serial console (see qemu.Config).
+	Console io.Writer
+	Stdin   *os.File
+	// Progress receives setup messages (strongSwan root bootstrap).
+	Progress io.Writer
+}
+
+// Lab is a running test world.
+type Lab struct {
+	Site   *edge.Site // Site.GW runs strongSwan and DHCP; Site.Host is dc
+	Edge   *edge.Edge
+	LAN    *netns.NS // the LAN client host, 198.18.1.10
+	VM     *qemu.VM
+	dhcp   *exec.Cmd
+	taps   []*os.File
+	tmpDir string
+}
+
+// Start builds the world and boots the appliance. On error everything
+// already created is removed.
+func Start(ctx context.Context, o Options) (_ *Lab, err error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	l := &Lab{}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	if l.tmpDir, err = os.MkdirTemp("", "pqb-lab-"); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(o.Progress, "lab: edge site (strongSwan 6.1) and dc host")
+	if l.Site, err = edge.NewSite(ctx, edge.SiteConfig{}); err != nil {
+		return nil, err
+	}
+	wan, err := qemu.Tap(l.Site.GW, tapWAN)
+	if err != nil {
+		return nil, err
+	}
+	l.taps = append(l.taps, wan)
+	if _, err := l.Site.GW.Run(ctx, "ip", "addr", "add", edge.EdgeWANAddr+"/24", "dev", tapWAN); err != nil {
+		return nil, err
+	}
+	if err := l.startDHCP(ctx); err != nil {
+		return nil, err
+	}
+	l.Edge, err = edge.Start(ctx, edge.Options{
+		NS: l.Site.GW, LocalAddrs: edge.EdgeWANAddr,
+		LocalID: edgeID, RemoteID: branchID, Auth: edge.Auth{PSK: defaultPSK},
+		Proposals: []string{DefaultIKE},
+		Children: []edge.Child{{LocalTS: []string{edge.DCNet}, RemoteTS: []string{LANNet},
+			ESPProposals: []string{defaultESP + "-x25519-ke1_mlkem768", defaultESP}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: edge: %w", err)
+	}
+
+	if l.LAN, err = netns.New(ctx, "lan"); err != nil {
+		return nil, err
+	}
+	lan, err := qemu.Tap(l.LAN, tapLAN)
+	if err != nil {
+		return nil, err
+	}
+	l.taps = append(l.taps, lan)
+	for _, args := range [][]string{
+		{"ip", "addr", "add", ClientAddr + "/24", "dev", tapLAN},
+		{"ip", "route", "add", "default", "via", ApplianceLAN},
+	} {
+		if _, err := l.LAN.Run(ctx, args[0], args[1:]...); err != nil {
+			return nil, err
+		}
+	}
+
+	fmt.Fprintln(o.Progress, "lab: booting the appliance")
+	l.VM, err = qemu.Start(ctx, qemu.Config{Board: o.Board, Image: o.Image, NICs: l.taps, Console: o.Console, Stdin: o.Stdin})
+	return l, err
+}
+
+// startDHCP serves the appliance's WAN from the edge namespace.
+func (l *Lab) startDHCP(ctx context.Context) error {
+	l.dhcp = l.Site.GW.Command(context.WithoutCancel(ctx), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--interface="+tapWAN, "--bind-interfaces", "--port=0", "--dhcp-authoritative",
+		"--dhcp-range="+dhcpRange, "--dhcp-option=option:router,"+edge.EdgeWANAddr,
+		"--dhcp-leasefile="+filepath.Join(l.tmpDir, "leases"), "--pid-file="+filepath.Join(l.tmpDir, "dnsmasq.pid"),
+		"--log-dhcp", "--log-facility="+filepath.Join(l.tmpDir, "dnsmasq.log"))
+	if err := l.dhcp.Start(); err != nil {
+		l.dhcp = nil
+		return fmt.Errorf("lab: dnsmasq: %w (install it with: apt-get install -y dnsmasq)", err)
+	}
+	return nil
+}
+
+// DHCPLog returns dnsmasq's log.
+func (l *Lab) DHCPLog() string {
+	b, _ := os.ReadFile(filepath.Join(l.tmpDir, "dnsmasq.log"))
+	return string(b)
+}
+
+// Close stops the VM, strongSwan and DHCP and removes every namespace.
+func (l *Lab) Close() error {
+	var errs []error
+	if l.VM != nil {
+		errs = append(errs, l.VM.Stop())
+	}
+	for _, t := range l.taps {
+		t.Close()
+	}
+	if l.Edge != nil {
+		errs = append(errs, l.Edge.Stop())
+	}
+	if l.dhcp != nil {
+		l.dhcp.Process.Kill()
+		done := make(chan struct{})
+		go func() { l.dhcp.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			errs = append(errs, errors.New("lab: dnsmasq did not exit"))
+		}
+	}
+	if l.LAN != nil {
+		errs = append(errs, l.LAN.Close())
+	}
+	if l.Site != nil {
+		errs = append(errs, l.Site.Close())
+	}
+	if l.tmpDir != "" {
+		os.RemoveAll(l.tmpDir)
+	}
+	return errors.Join(errs...)
+}
