@@ -37,7 +37,9 @@ func (e *Edge) startCharon() (*charon, error) {
 	cmd := e.opts.NS.Command(context.Background(), "chroot", e.inst.root, "/usr/lib/ipsec/charon")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary that dies (timeout panic, SIGKILL) takes its
-	// charons with it instead of leaving them in a deleted namespace.
+	// charons with it instead of leaving them in a deleted namespace. It
+	// fires when the forking OS thread exits, so Start must not be called
+	// from inside netns.NS.Do, whose thread is discarded afterwards.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("edge: start charon in %s: %w", e.opts.NS.Name, err)
@@ -61,10 +63,9 @@ func (e *Edge) waitReady(ctx context.Context, c *charon) error {
 			return fmt.Errorf("edge: charon not answering swanctl --stats: %w (last: %v)\n%s", ctx.Err(), lastErr, tail(e.readLog(), 20))
 		default:
 		}
-		if _, err := e.Swanctl(ctx, "--stats"); err == nil {
+		_, lastErr = e.Swanctl(ctx, "--stats")
+		if lastErr == nil {
 			return nil
-		} else {
-			lastErr = err
 		}
 		select {
 		case <-c.exited:
@@ -74,7 +75,7 @@ func (e *Edge) waitReady(ctx context.Context, c *charon) error {
 	}
 }
 
-// stop ends charon: optionally deleting the IKE SAs first (the peer receives
+// stopProcess ends charon: optionally deleting the IKE SAs first (the peer receives
 // DELETE, as when an operator stops strongSwan), then TERM, then KILL.
 func (e *Edge) stopProcess(ctx context.Context, c *charon, graceful bool) error {
 	select {

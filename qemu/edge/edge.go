@@ -11,10 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pqbranch/pqbranch/qemu/netns"
 )
 
 // Edge is one strongSwan instance. Its methods are safe for concurrent use.
@@ -35,7 +38,8 @@ const startTimeout = 30 * time.Second
 
 // Start builds (or reuses) the root, makes a private copy, writes the
 // configuration, starts charon in opts.NS and loads the connection. On error
-// nothing is left running or mounted.
+// nothing is left running or mounted. Call it from an ordinary goroutine, not
+// inside netns.NS.Do (charon is killed when the thread that forked it exits).
 func Start(ctx context.Context, opts Options) (_ *Edge, err error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -203,6 +207,13 @@ func (e *Edge) PID() int {
 
 // Root is the directory charon sees as /, for tests that add files.
 func (e *Edge) Root() string { return e.inst.root }
+
+// CommandIn returns a command running a program of the edge's root (iperf3,
+// tcpdump, ping) chrooted into it but inside namespace ns, e.g. a host behind
+// the gateway that has no root of its own.
+func (e *Edge) CommandIn(ctx context.Context, ns *netns.NS, name string, args ...string) *exec.Cmd {
+	return ns.Command(ctx, "chroot", append([]string{e.inst.root, name}, args...)...)
+}
 
 // Name is the swanctl connection name.
 func (e *Edge) Name() string { return e.opts.Name }

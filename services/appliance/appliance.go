@@ -54,6 +54,9 @@ type Options struct {
 	// PowerSignals makes the appliance act on SIGTERM (reboot) and SIGUSR2
 	// (poweroff); only PID 1 should.
 	PowerSignals bool
+	// FaultSocket, set only in dev images, is where the `crash` applet asks
+	// a service to fail (see FaultSocket). Empty: no fault injection.
+	FaultSocket string
 }
 
 func (o *Options) defaults() {
@@ -99,7 +102,7 @@ func New(opts Options) (*Appliance, error) {
 // the file's errors stay visible on the status page.
 func (a *Appliance) loadConfig() error {
 	if _, err := os.Stat(a.opts.ConfigPath); os.IsNotExist(err) && len(a.opts.DefaultConfig) > 0 {
-		if err := os.WriteFile(a.opts.ConfigPath, a.opts.DefaultConfig, 0o600); err != nil {
+		if err := config.WriteFile(a.opts.ConfigPath, a.opts.DefaultConfig); err != nil {
 			a.log.Warn("cannot store the default config", "err", err)
 		} else {
 			a.log.Info("first boot: wrote the board's default config", "file", a.opts.ConfigPath)

@@ -36,10 +36,22 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 
 	clock := newClockHolder()
-	a.sup = supervise.New(supervise.Options{DownGrace: 5 * time.Minute, Log: a.log.With("svc", "supervise")}, a.services(clock)...)
+	svcs := a.services(clock)
+	var crash map[string]chan struct{}
+	if a.opts.FaultSocket != "" {
+		svcs, crash = withFaults(svcs)
+	}
+	a.sup = supervise.New(supervise.Options{DownGrace: 5 * time.Minute, Log: a.log.With("svc", "supervise")}, svcs...)
 
 	supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSup()
+	if crash != nil {
+		go func() {
+			if err := serveFaults(supCtx, a.log, a.opts.FaultSocket, crash); err != nil {
+				a.log.Error("fault injection", "err", err)
+			}
+		}()
+	}
 	supDone := make(chan error, 1)
 	go func() { supDone <- a.sup.Run(supCtx) }()
 

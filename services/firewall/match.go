@@ -44,6 +44,14 @@ func l4proto(p byte) []expr.Any {
 	}
 }
 
+// icmpType matches ICMP or ICMPv6 (p) messages of type t.
+func icmpType(p, t byte) []expr.Any {
+	return append(l4proto(p),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{t}},
+	)
+}
+
 // dport matches protocol p with destination port n.
 func dport(p byte, n uint16) []expr.Any {
 	return append(l4proto(p),

@@ -59,12 +59,13 @@ func build(s Spec) []chain {
 	}
 	// IPv6 on the LAN (the ULA) needs neighbour discovery.
 	for _, t := range []byte{133, 135, 136} {
-		input.rules = append(input.rules, r(fmt.Sprintf("in-lan-nd-%d", t), iif(s.LAN), l4proto(unix.IPPROTO_ICMPV6),
-			[]expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{t}},
-			}, verdict(accept())))
+		input.rules = append(input.rules, r(fmt.Sprintf("in-lan-nd-%d", t), iif(s.LAN), icmpType(unix.IPPROTO_ICMPV6, t), verdict(accept())))
 	}
+	// Pinging the gateway is the first thing anyone on the branch LAN
+	// checks; the WAN side stays silent.
+	input.rules = append(input.rules,
+		r("in-lan-ping", iif(s.LAN), icmpType(unix.IPPROTO_ICMP, 8), verdict(accept())),
+		r("in-lan-ping6", iif(s.LAN), icmpType(unix.IPPROTO_ICMPV6, 128), verdict(accept())))
 	if s.ServeDHCP {
 		input.rules = append(input.rules, r("in-lan-dhcp", iif(s.LAN), dport(unix.IPPROTO_UDP, 67), verdict(accept())))
 	}

@@ -126,7 +126,7 @@ func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
 	if err != nil {
 		return err
 	}
-	prop := s.pol.rekeyProposal(message.ProtoESP, binary.BigEndian.AppendUint32(nil, spi), suite{encrBits: c.encrBits, ke: sa.suite.ke})
+	prop := s.pol.rekeyProposal(message.ProtoESP, binary.BigEndian.AppendUint32(nil, spi), suite{encrBits: c.encrBits, ke: sa.suite.ke, addke: sa.suite.addke})
 	resp, _, err := s.request(ctx, sa, message.CREATE_CHILD_SA, []message.Payload{
 		&message.Notify{Protocol: message.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, c.spiIn), NotifyType: message.REKEY_SA},
 		&message.SA{Proposals: []message.Proposal{prop}},

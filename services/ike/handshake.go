@@ -53,6 +53,9 @@ func (s *Session) Establish(ctx context.Context) error {
 	}
 	child, err := s.authExchange(ctx, hs)
 	if err != nil {
+		if errors.Is(err, ErrAuthFailed) {
+			s.reportAuthFailure(ctx, hs.sa)
+		}
 		return s.failed(err)
 	}
 	if err := s.installChild(ctx, child); err != nil {
@@ -74,8 +77,20 @@ func (s *Session) Establish(ctx context.Context) error {
 }
 
 func (s *Session) failed(err error) error {
-	s.setError(err)
+	s.update(func(st *Status) { st.State, st.LastError = "down", err.Error() })
 	return err
+}
+
+// reportAuthFailure tells a responder we refused (its identity, chain or
+// AUTH) that it must not keep the IKE SA and Child SA it has already set up
+// for us: RFC 7296 2.21.2 lets the initiator send AUTHENTICATION_FAILED in
+// a separate INFORMATIONAL exchange. One short attempt; we do not trust
+// the responder, so its answer changes nothing.
+func (s *Session) reportAuthFailure(ctx context.Context, sa *ikeSA) {
+	_, _, err := s.requestTries(ctx, sa, message.INFORMATIONAL, []message.Payload{&message.Notify{NotifyType: message.AUTHENTICATION_FAILED}}, 2)
+	if err != nil {
+		s.log.Debug("AUTHENTICATION_FAILED not acknowledged", "err", err)
+	}
 }
 
 // openTransport creates the sockets for a new attempt.
@@ -120,7 +135,7 @@ func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 	group := s.pol.ke[0]
 	var cookie []byte
 	cookies, keRetries := 0, 0
-	proposal := s.pol.ikeProposal()
+	proposals := s.pol.ikeProposals()
 	for {
 		ke, err := kex.NewInitiator(group, s.opt.Rand)
 		if err != nil {
@@ -131,7 +146,7 @@ func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 			req.Payloads = append(req.Payloads, &message.Notify{NotifyType: message.COOKIE, Data: cookie})
 		}
 		req.Payloads = append(req.Payloads,
-			&message.SA{Proposals: []message.Proposal{proposal}},
+			&message.SA{Proposals: proposals},
 			&message.KE{Group: group, Data: ke.Public()},
 			&message.Nonce{Data: sa.ni},
 			s.natNotify(message.NAT_DETECTION_SOURCE_IP, sa.spii, 0, s.tr.localAddr()),
@@ -188,14 +203,31 @@ func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 			continue
 		}
 		if n := message.FirstError(resp.Payloads); n != nil {
-			return nil, &ErrRefused{Exchange: message.IKE_SA_INIT, Notify: n.NotifyType}
+			return nil, s.initRefused(n.NotifyType)
 		}
 		hs := &handshake{sa: sa, request1: raw, response: respRaw}
-		if err := s.completeInit(hs, resp, proposal, ke); err != nil {
+		if err := s.completeInit(hs, resp, proposals, ke); err != nil {
 			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
 		}
 		return hs, nil
 	}
+}
+
+// initRefused explains a refused IKE_SA_INIT. A responder without RFC 9370
+// (strongSwan 5.9, for one) answers NO_PROPOSAL_CHOSEN to every proposal
+// carrying ADDKE, which reads like a cipher mismatch unless we say that
+// post-quantum key exchange was required.
+func (s *Session) initRefused(n message.NotifyType) error {
+	refused := &ErrRefused{Exchange: message.IKE_SA_INIT, Notify: n}
+	if n != message.NO_PROPOSAL_CHOSEN || len(s.pol.addke) == 0 || s.pol.allowClassical {
+		return refused
+	}
+	var names []string
+	for _, m := range s.pol.addke {
+		names = append(names, kex.Name(m))
+	}
+	return fmt.Errorf("%w: we require post-quantum key exchange (%s), which a responder without ML-KEM and RFC 9370 refuses; tunnel.allow_classical permits a classical-only tunnel",
+		refused, strings.Join(names, "+"))
 }
 
 func invalidKEGroup(n *message.Notify) (uint16, bool) {
@@ -206,13 +238,13 @@ func invalidKEGroup(n *message.Notify) (uint16, bool) {
 }
 
 // completeInit validates the IKE_SA_INIT response and derives the first keys.
-func (s *Session) completeInit(hs *handshake, resp *message.Message, proposal message.Proposal, ke kex.Initiator) error {
+func (s *Session) completeInit(hs *handshake, resp *message.Message, proposals []message.Proposal, ke kex.Initiator) error {
 	sa := hs.sa
 	if resp.SPIr == 0 {
 		return errors.New("responder SPI is zero")
 	}
 	sa.spir = resp.SPIr
-	suite, _, err := s.pol.selectSuite(message.Find[*message.SA](resp.Payloads), proposal)
+	suite, _, err := s.pol.selectProposal(message.Find[*message.SA](resp.Payloads), proposals)
 	if err != nil {
 		return err
 	}
@@ -232,6 +264,9 @@ func (s *Session) completeInit(hs *handshake, resp *message.Message, proposal me
 	shared, err := ke.Complete(kePayload.Data)
 	if err != nil {
 		return err
+	}
+	if len(suite.addke) < len(s.pol.addke) {
+		s.log.Warn("responder chose no post-quantum key exchange: classical-only IKE SA (tunnel.allow_classical)", "ke", kex.Name(suite.ke))
 	}
 	sa.suite, sa.nr = suite, nonce.Data
 	sa.nextMID = 1 // IKE_SA_INIT was message 0

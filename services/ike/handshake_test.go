@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pqbranch/pqbranch/services/ike/ikeresp"
@@ -117,17 +118,97 @@ func TestNATTraversal(t *testing.T) {
 	checkKeysAgree(t, mem, r, 2)
 }
 
+// TestAllowClassical covers responders without RFC 9370: one that ignores
+// the ADDKE transform types, and one that refuses any proposal carrying
+// them (RFC 7296 3.3.6; strongSwan 5.9). allow_classical must reach both,
+// rekeys included, and a required ML-KEM must fail clearly against both.
 func TestAllowClassical(t *testing.T) {
-	// A responder without RFC 9370 support ignores ADDKE.
-	r := startResponder(t, ikeresp.Config{})
-	cfg := tunnelConfig(r)
-	cfg.AllowClassical = true
-	opt, _ := testOptions(t, r)
-	s := newSession(t, cfg, opt)
-	if err := s.Establish(context.Background()); err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name           string
+		strict         bool
+		allowClassical bool
+		wantErr        string // empty: a classical tunnel
+	}{
+		{"ignoring responder", false, true, ""},
+		{"refusing responder", true, true, ""},
+		{"ignoring responder, ML-KEM required", false, false, ErrDowngrade.Error()},
+		{"refusing responder, ML-KEM required", true, false, "NO_PROPOSAL_CHOSEN: we require post-quantum key exchange (mlkem768)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startResponder(t, ikeresp.Config{RejectUnknownTypes: tt.strict})
+			cfg := tunnelConfig(r)
+			cfg.AllowClassical = tt.allowClassical
+			opt, mem := testOptions(t, r)
+			s := newSession(t, cfg, opt)
+			ctx := context.Background()
+			err := s.Establish(ctx)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Establish = %v, want an error containing %q", err, tt.wantErr)
+				}
+				if st := s.Status(); st.State != "down" || len(mem.SAs()) != 0 {
+					t.Fatalf("after refusal: status %+v, %d SAs installed", st, len(mem.SAs()))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := s.Status(); len(st.AddKE) != 0 || st.KE != "x25519" {
+				t.Fatalf("status %+v", st)
+			}
+			// Rekeys offer what the SA uses: no ADDKE, which this
+			// responder would refuse.
+			if err := s.rekeyChild(ctx, s.children[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.rekeyIKE(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if rs := r.Stats(); rs.ChildRekeys != 1 || rs.IKERekeys != 1 || rs.FollowupKEs != 0 {
+				t.Fatalf("responder stats after rekeys: %+v", rs)
+			}
+			checkKeysAgree(t, mem, r, 2)
+		})
 	}
-	if st := s.Status(); len(st.AddKE) != 0 || st.KE != "x25519" {
-		t.Fatalf("status %+v", st)
+}
+
+func TestIKEProposals(t *testing.T) {
+	addke := func(p message.Proposal) (ids []uint16) {
+		for _, tr := range p.Transforms {
+			if tr.Type >= message.TransformADDKE1 && tr.Type <= message.TransformADDKE7 {
+				ids = append(ids, tr.ID)
+			}
+		}
+		return ids
+	}
+	for _, tt := range []struct {
+		name string
+		pol  policy
+		want [][]uint16 // ADDKE transform IDs per proposal
+	}{
+		{"ML-KEM required: one proposal, no NONE", policy{ke: []uint16{message.KE_X25519}, addke: []uint16{message.KE_MLKEM768}},
+			[][]uint16{{message.KE_MLKEM768}}},
+		{"allow classical: NONE, then a proposal without ADDKE", policy{ke: []uint16{message.KE_X25519}, addke: []uint16{message.KE_MLKEM768}, allowClassical: true},
+			[][]uint16{{message.KE_MLKEM768, message.KE_NONE}, nil}},
+		{"classical only", policy{ke: []uint16{message.KE_X25519}, allowClassical: true}, [][]uint16{nil}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			props := tt.pol.ikeProposals()
+			if len(props) != len(tt.want) {
+				t.Fatalf("%d proposals, want %d", len(props), len(tt.want))
+			}
+			for i, p := range props {
+				if int(p.Num) != i+1 || !slices.Equal(addke(p), tt.want[i]) {
+					t.Errorf("proposal %d: num %d ADDKE %v, want %v", i+1, p.Num, addke(p), tt.want[i])
+				}
+			}
+			// A responder may only answer a proposal we made.
+			forged := &message.SA{Proposals: []message.Proposal{props[0]}}
+			forged.Proposals[0].Num = uint8(len(props) + 1)
+			if _, _, err := tt.pol.selectProposal(forged, props); err == nil {
+				t.Errorf("accepted an answer to proposal %d, which we never made", len(props)+1)
+			}
+		})
 	}
 }

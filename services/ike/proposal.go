@@ -88,9 +88,13 @@ func (p policy) addkeTransforms(methods []uint16) []message.Transform {
 	return ts
 }
 
-// ikeProposal is the IKE_SA_INIT offer: one proposal, so that a responder
-// speaking ML-KEM cannot pick a classical alternative.
-func (p policy) ikeProposal() message.Proposal {
+// ikeProposals is the IKE_SA_INIT offer. One proposal carries the ADDKE
+// transforms, so that a responder speaking ML-KEM cannot pick a classical
+// alternative. Only when classical-only is allowed does a second proposal
+// without them follow: a responder that predates RFC 9370 must refuse a
+// proposal with transform types it does not know (RFC 7296 3.3.6), so
+// NONE inside the first proposal does not reach it.
+func (p policy) ikeProposals() []message.Proposal {
 	ts := slices.Clone(offeredENCR)
 	for _, id := range offeredPRF {
 		ts = append(ts, message.Transform{Type: message.TransformPRF, ID: id})
@@ -98,19 +102,40 @@ func (p policy) ikeProposal() message.Proposal {
 	for _, g := range p.ke {
 		ts = append(ts, message.Transform{Type: message.TransformKE, ID: g})
 	}
-	ts = append(ts, p.addkeTransforms(p.addke)...)
-	return message.Proposal{Num: 1, Protocol: message.ProtoIKE, Transforms: ts}
+	props := []message.Proposal{{Num: 1, Protocol: message.ProtoIKE, Transforms: append(slices.Clone(ts), p.addkeTransforms(p.addke)...)}}
+	if p.allowClassical && len(p.addke) > 0 {
+		props = append(props, message.Proposal{Num: 2, Protocol: message.ProtoIKE, Transforms: ts})
+	}
+	return props
 }
 
-// rekeyProposal offers exactly the suite in use, with a fresh hybrid
-// exchange, for an IKE SA (spi 8 bytes) or Child SA (spi 4 bytes) rekey.
+// selectProposal finds the offered proposal the responder's SA payload
+// answers (by proposal number) and checks the answer against it.
+func (p policy) selectProposal(sa *message.SA, offered []message.Proposal) (suite, []byte, error) {
+	if sa == nil {
+		return suite{}, nil, errors.New("response lacks an SA payload")
+	}
+	if len(sa.Proposals) != 1 {
+		return suite{}, nil, fmt.Errorf("responder chose %d proposals", len(sa.Proposals))
+	}
+	i := slices.IndexFunc(offered, func(o message.Proposal) bool { return o.Num == sa.Proposals[0].Num })
+	if i < 0 {
+		return suite{}, nil, fmt.Errorf("responder chose proposal %d, which we did not offer", sa.Proposals[0].Num)
+	}
+	return p.selectSuite(sa, offered[i])
+}
+
+// rekeyProposal offers exactly the suite in use, with a fresh exchange of
+// every negotiated method, for an IKE SA (spi 8 bytes) or Child SA (spi 4
+// bytes) rekey. A classical IKE SA (allow_classical with a responder that
+// knows no RFC 9370) offers no ADDKE: that responder would refuse it.
 func (p policy) rekeyProposal(proto message.Protocol, spi []byte, s suite) message.Proposal {
 	ts := []message.Transform{{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: s.encrBits}}
 	if proto == message.ProtoIKE {
 		ts = append(ts, message.Transform{Type: message.TransformPRF, ID: s.prf.ID})
 	}
 	ts = append(ts, message.Transform{Type: message.TransformKE, ID: s.ke})
-	ts = append(ts, p.addkeTransforms(p.addke)...)
+	ts = append(ts, p.addkeTransforms(s.addke)...)
 	if proto == message.ProtoESP {
 		ts = append(ts, message.Transform{Type: message.TransformESN, ID: message.ESN_NONE})
 	}

@@ -25,6 +25,9 @@ func startAppliance(ctx context.Context, rel Release, slot string) {
 	opts.Version, opts.Slot = rel.Version, slot
 	opts.PowerSignals = os.Getpid() == 1
 	opts.SetHostname = opts.PowerSignals
+	if rel.Profile == "dev" {
+		opts.FaultSocket = appliance.FaultSocket
+	}
 	var st, parent unix.Stat_t
 	if unix.Stat(dataDir, &st) == nil && unix.Stat("/", &parent) == nil && st.Dev != parent.Dev {
 		opts.DataMounts = []string{dataDir}

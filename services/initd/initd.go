@@ -48,6 +48,11 @@ func Main(ctx context.Context, args []string) error {
 	}
 	fmt.Println(Banner(rel, slot))
 
+	// The config lives on /data: it must be mounted before the appliance
+	// starts, which otherwise runs from the board default in RAM.
+	if err := mountData(ctx, dataDir); err != nil {
+		fmt.Fprintf(os.Stderr, "init: %v\n", err)
+	}
 	if rel.Profile == "dev" {
 		go consoleShell(ctx)
 	}

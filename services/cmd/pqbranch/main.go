@@ -34,6 +34,7 @@ func applets() map[string]applet {
 		"config-check": config.CheckMain,
 		"reboot":       power.Applet(power.Reboot),
 		"poweroff":     power.Applet(power.Poweroff),
+		"crash":        appliance.CrashMain, // dev images only: the socket exists there
 	}
 }
 

@@ -198,11 +198,17 @@ func (r *Responder) init(b []byte, from netip.AddrPort, natPort bool) {
 	saP := message.Find[*message.SA](m.Payloads)
 	keP := message.Find[*message.KE](m.Payloads)
 	nonce := message.Find[*message.Nonce](m.Payloads)
-	if saP == nil || keP == nil || nonce == nil {
+	if saP == nil || keP == nil || nonce == nil || len(saP.Proposals) == 0 {
 		reply(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	chosen, ok := r.choose(saP.Proposals[0], message.ProtoIKE)
+	var chosen message.Proposal
+	ok := false
+	for _, p := range saP.Proposals { // the initiator's order is its preference
+		if chosen, ok = r.choose(p, message.ProtoIKE); ok {
+			break
+		}
+	}
 	if !ok {
 		reply(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
@@ -272,6 +278,9 @@ func (r *Responder) choose(p message.Proposal, proto message.Protocol) (message.
 	out := message.Proposal{Num: p.Num, Protocol: proto}
 	picked := map[message.TransformType]bool{}
 	for _, t := range p.Transforms {
+		if r.cfg.RejectUnknownTypes && r.cfg.AddKE == nil && t.Type >= message.TransformADDKE1 {
+			return message.Proposal{}, false
+		}
 		if picked[t.Type] || !r.supports(t) {
 			continue
 		}

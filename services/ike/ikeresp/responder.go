@@ -32,6 +32,10 @@ type Config struct {
 
 	KE    []uint16 // acceptable KE groups, preferred first; default X25519
 	AddKE []uint16 // acceptable ADDKE methods; nil: we predate RFC 9370 and ignore ADDKE
+	// RejectUnknownTypes, with AddKE nil, refuses a proposal carrying
+	// transform types it does not know instead of ignoring them, as RFC
+	// 7296 3.3.6 demands and strongSwan 5.9 does.
+	RejectUnknownTypes bool
 
 	FragmentSize int  // largest IKE message we send before fragmenting; 0: never
 	Cookie       bool // demand a COOKIE round trip first
