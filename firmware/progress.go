@@ -24,6 +24,9 @@ func newSteps(w io.Writer, of int) *steps {
 }
 
 func (s *steps) step(format string, args ...any) {
+	if s.n > 0 {
+		fmt.Fprintf(s.w, "      took %.1fs\n", time.Since(s.last).Seconds())
+	}
 	s.n++
 	fmt.Fprintf(s.w, "[%d/%d] %s\n", s.n, s.of, fmt.Sprintf(format, args...))
 	s.last = time.Now()
@@ -34,5 +37,6 @@ func (s *steps) detail(format string, args ...any) {
 }
 
 func (s *steps) done(format string, args ...any) {
+	fmt.Fprintf(s.w, "      took %.1fs\n", time.Since(s.last).Seconds())
 	fmt.Fprintf(s.w, "done in %.1fs: %s\n", time.Since(s.start).Seconds(), fmt.Sprintf(format, args...))
 }
