@@ -94,7 +94,12 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	p.detail("%d modules with dependencies", len(mods))
 
 	p.step("appliance commands")
-	bin, applets, err := buildAppliance(ctx, o.RepoDir, o.CacheDir)
+	work, err := os.MkdirTemp("", "pqb-build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	bin, applets, err := buildAppliance(ctx, o.RepoDir, work)
 	if err != nil {
 		return nil, err
 	}
@@ -270,14 +275,13 @@ func (k *kernelTree) resolve(names []string) ([]string, []byte, error) {
 	return mods, buf.Bytes(), err
 }
 
-// buildAppliance builds the pqbranch multi-call binary with the ordinary go
-// build, whose cache makes a rebuild after one changed command cost only
-// that command. It returns the binary and its applet names.
-func buildAppliance(ctx context.Context, repo, cache string) (string, []string, error) {
-	out := filepath.Join(cache, "bin", "pqbranch")
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", nil, err
-	}
+// buildAppliance builds the pqbranch multi-call binary into dir with the
+// ordinary go build, whose cache makes a rebuild after one changed command
+// cost only that command. dir is private to this build: concurrent builds
+// of other trees must not swap binaries. It returns the binary and its
+// applet names.
+func buildAppliance(ctx context.Context, repo, dir string) (string, []string, error) {
+	out := filepath.Join(dir, "pqbranch")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, "./services/cmd/pqbranch")
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
