@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -37,18 +38,29 @@ func (e *Edge) startCharon() (*charon, error) {
 	cmd := e.opts.NS.Command(context.Background(), "chroot", e.inst.root, "/usr/lib/ipsec/charon")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary that dies (timeout panic, SIGKILL) takes its
-	// charons with it instead of leaving them in a deleted namespace. It
-	// fires when the forking OS thread exits, so Start must not be called
-	// from inside netns.NS.Do, whose thread is discarded afterwards.
+	// charons with it instead of leaving them in a deleted namespace. The
+	// kernel sends it when the forking OS *thread* exits, and Go discards
+	// threads (a goroutine that ends while locked to one, e.g. after
+	// netns.NS.Do). So charon is forked and waited for by one goroutine
+	// locked to its thread for charon's whole life: the thread ends only
+	// when charon has.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("edge: start charon in %s: %w", e.opts.NS.Name, err)
-	}
 	c := &charon{cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- fmt.Errorf("edge: start charon in %s: %w", e.opts.NS.Name, err)
+			return
+		}
+		started <- nil
 		c.err = cmd.Wait()
 		close(c.exited)
 	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

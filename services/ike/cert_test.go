@@ -93,12 +93,20 @@ func TestCertificateAuth(t *testing.T) {
 			if err := s2.Establish(context.Background()); !errors.Is(err, ErrAuthFailed) {
 				t.Fatalf("untrusted CA: err = %v", err)
 			}
+			// The edge has set up its SAs for us; it must hear that we
+			// refused it, or they linger until its DPD.
+			if rs := r.Stats(); rs.AuthFailedIn != 1 || rs.ActiveIKE != 1 || len(mem.SAs()) != 2 {
+				t.Fatalf("after refusing the edge: responder %+v, %d SAs installed", rs, len(mem.SAs()))
+			}
 			// A trusted certificate for another name is refused too.
 			cfg.CA = writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.cert.Raw)
 			cfg.RemoteID = "other.example"
 			s3 := newSession(t, cfg, opt)
 			if err := s3.Establish(context.Background()); !errors.Is(err, ErrAuthFailed) {
 				t.Fatalf("wrong identity: err = %v", err)
+			}
+			if rs := r.Stats(); rs.AuthFailedIn != 2 || rs.ActiveIKE != 1 || len(mem.SAs()) != 2 {
+				t.Fatalf("after refusing the edge: responder %+v, %d SAs installed", rs, len(mem.SAs()))
 			}
 		})
 	}

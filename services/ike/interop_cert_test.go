@@ -93,7 +93,7 @@ func TestInteropCertificates(t *testing.T) {
 			cfg := interopConfig()
 			cfg.LocalID, cfg.RemoteID = branchCert.ID, tc.wantID
 			writeCertFiles(t, cfg, branchCert, ca)
-			s := env.session(t, cfg, nil)
+			s := env.session(t, cfg)
 			err := env.do(t, func() error { return s.Establish(ctx) })
 			if tc.wantAlgos != "" {
 				env.waitLog(t, regexp.MustCompile(`authentication of 'branch\.pqbranch\.test' with `+tc.wantAlgos+`[^ ]* successful`))

@@ -39,7 +39,7 @@ func TestInteropStrongSwan59(t *testing.T) {
 			}
 			cfg := interopConfig()
 			cfg.Auth, cfg.PSK, cfg.AllowClassical = "psk", NewSecret(psk), tc.allowClassical
-			s := env.session(t, cfg, nil)
+			s := env.session(t, cfg)
 			err := env.do(t, func() error { return s.Establish(ctx) })
 			sas := env.listSAs(t, ctx)
 			if !tc.allowClassical {

@@ -118,6 +118,12 @@ func (r *Responder) finish(s *sa) {
 
 func (r *Responder) informational(s *sa, d *sk.Decrypted) ([]message.Payload, func(*sk.Sealed)) {
 	r.stats.Informationals++
+	if message.FindNotify(d.Payloads, message.AUTHENTICATION_FAILED) != nil {
+		// The initiator refused us (RFC 7296 2.21.2): like strongSwan,
+		// treat it as the IKE SA's deletion.
+		r.stats.AuthFailedIn++
+		return nil, func(*sk.Sealed) { delete(r.sas, s.spir) }
+	}
 	var resp []message.Payload
 	for _, del := range message.FindAll[*message.Delete](d.Payloads) {
 		switch del.Protocol {

@@ -64,6 +64,7 @@ type Stats struct {
 	ChildRekeys, IKERekeys      int
 	FollowupKEs, Informationals int
 	DeletesIKE, DeletesESP      int
+	AuthFailedIn                int // AUTHENTICATION_FAILED from the initiator
 	FragmentsIn, FragmentsOut   int
 	CookiesSent, InvalidKESent  int
 	ActiveIKE                   int
