@@ -78,11 +78,23 @@ func TestReproducible(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two images")
 	}
-	var sums []map[string]Artifact
+	// Pin the commit once: the tree may gain commits while this runs.
+	head, err := exec.Command("git", "-C", repoRoot(t), "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := strings.TrimSpace(string(head))
+	var (
+		sums     []map[string]Artifact
+		versions []string
+	)
 	for i := 0; i < 2; i++ {
 		dir := filepath.Join(t.TempDir(), "src")
 		if out, err := exec.Command("git", "clone", "-q", "--no-hardlinks", repoRoot(t), dir).CombinedOutput(); err != nil {
 			t.Fatalf("git clone: %v: %s", err, out)
+		}
+		if out, err := exec.Command("git", "-C", dir, "checkout", "-q", commit).CombinedOutput(); err != nil {
+			t.Fatalf("git checkout %s: %v: %s", commit, err, out)
 		}
 		out := filepath.Join(dir, "out")
 		os.Mkdir(out, 0o755)
@@ -95,6 +107,10 @@ func TestReproducible(t *testing.T) {
 			t.Fatalf("a clean clone built a dirty version %s", res.Manifest.Version)
 		}
 		sums = append(sums, res.Manifest.Artifacts)
+		versions = append(versions, res.Manifest.Version)
+	}
+	if versions[0] != versions[1] {
+		t.Fatalf("the two builds have different versions %s and %s", versions[0], versions[1])
 	}
 	for name, a := range sums[0] {
 		if sums[1][name] != a {
