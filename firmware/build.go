@@ -37,8 +37,6 @@ type Options struct {
 type Result struct {
 	Dir      string
 	Manifest Manifest
-	// InitramfsRaw is the uncompressed archive size, for benchmarks.
-	InitramfsRaw int
 }
 
 // DefaultCacheDir is where fetched packages and u-root builds are kept
@@ -121,8 +119,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if defaultConfig != nil {
 		files["etc/pqbranch/default-config.json"] = defaultConfig
 	}
-	var raw bytes.Buffer
-	err = initramfs.Write(&raw, initramfs.Spec{
+	base, app, err := initramfs.Segments(initramfs.Spec{
 		Binary: bin, Applets: applets,
 		ModulesRoot: kernel.modRoot, KernelRelease: kernel.release, Modules: mods, ModulesDep: depSubset,
 		Files: files, URoot: uroot,
@@ -130,11 +127,19 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	initrd, compression, err := initramfs.Compress(raw.Bytes())
+	baseZ, baseMethod, err := initramfs.CompressCached(o.CacheDir, base)
 	if err != nil {
 		return nil, err
 	}
-	p.detail("%d MiB raw, %.1f MiB %s", raw.Len()>>20, float64(len(initrd))/(1<<20), compression)
+	appZ, appMethod, err := initramfs.Compress(app)
+	if err != nil {
+		return nil, err
+	}
+	// The kernel unpacks concatenated compressed archives in order.
+	initrd := append(baseZ, appZ...)
+	compression := baseMethod + "+" + appMethod
+	rawSize := len(base) + len(app)
+	p.detail("%.1f MiB raw, %.1f MiB compressed (%s)", float64(rawSize)/(1<<20), float64(len(initrd))/(1<<20), compression)
 
 	p.step("unified kernel image")
 	cmdline := "console=" + board.Console + " panic=10 quiet"
@@ -175,7 +180,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	m := Manifest{
 		Version: rel.Version, Board: board.Name, Profile: o.Profile, SourceDateEpoch: rel.Epoch,
 		Kernel:    ManifestKernel{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Release: kernel.release},
-		Initramfs: ManifestInitramfs{Compression: compression, Size: int64(len(initrd)), RawSize: int64(raw.Len())},
+		Initramfs: ManifestInitramfs{Compression: compression, Size: int64(len(initrd)), RawSize: int64(rawSize)},
 		Cmdline:   cmdline,
 	}
 	if err := m.addArtifacts(stage, "disk.img", "disk.qcow2", "pqbranch.efi"); err != nil {
@@ -188,7 +193,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	p.done("%s", dir)
-	return &Result{Dir: dir, Manifest: m, InitramfsRaw: raw.Len()}, nil
+	return &Result{Dir: dir, Manifest: m}, nil
 }
 
 // KernelAndStub returns the board's kernel image and the EFI stub, fetched

@@ -2,7 +2,11 @@ package initramfs
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -30,6 +34,39 @@ func Compress(raw []byte) ([]byte, string, error) {
 		return x.b, "xz", nil
 	}
 	return z.b, "zstd", nil
+}
+
+// CompressCached is Compress with the result kept in cacheDir by the
+// archive's sha256, for the initramfs segment that rarely changes.
+func CompressCached(cacheDir string, raw []byte) ([]byte, string, error) {
+	sum := sha256.Sum256(raw)
+	dir := filepath.Join(cacheDir, "initramfs")
+	key := hex.EncodeToString(sum[:16])
+	for _, name := range []string{"zstd", "xz"} {
+		if b, err := os.ReadFile(filepath.Join(dir, key+"."+name)); err == nil {
+			return b, name, nil
+		}
+	}
+	b, name, err := Compress(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	tmp, err := os.CreateTemp(dir, key+".tmp-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return nil, "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, "", err
+	}
+	return b, name, os.Rename(tmp.Name(), filepath.Join(dir, key+"."+name))
 }
 
 // Zstd compresses at the best level.

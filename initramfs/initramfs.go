@@ -43,55 +43,68 @@ type Spec struct {
 	URoot string
 }
 
-// Write writes the uncompressed newc archive.
-func Write(w io.Writer, s Spec) error {
-	recs := map[string]cpio.Record{}
-	add := func(r cpio.Record) { recs[r.Name] = r }
+// Segments returns the initramfs as two newc archives, which the kernel
+// unpacks in order when they are concatenated. Base holds what changes only
+// with the kernel, the board or u-root: directories, device nodes, modules
+// and u-root's commands. App holds what every build changes: the pqbranch
+// binary, its links and the release files. Compressed separately, a rebuild
+// reuses Base's compressed bytes (see CompressCached).
+func Segments(s Spec) (base, app []byte, err error) {
+	baseRecs, appRecs := map[string]cpio.Record{}, map[string]cpio.Record{}
+	addBase := func(r cpio.Record) { baseRecs[r.Name] = r }
+	addApp := func(r cpio.Record) { appRecs[r.Name] = r }
 
 	for _, d := range []string{"bin", "dev", "etc", "lib", "proc", "sys", "run", "tmp", "var", "data"} {
-		add(cpio.Directory(d, 0o755))
+		addBase(cpio.Directory(d, 0o755))
 	}
-	add(cpio.CharDev("dev/console", 0o600, 5, 1))
-	add(cpio.CharDev("dev/null", 0o666, 1, 3))
-
-	bin, err := os.ReadFile(s.Binary)
-	if err != nil {
-		return fmt.Errorf("initramfs: %w", err)
-	}
-	add(file("bin/pqbranch", bin, 0o755))
-	for _, a := range s.Applets {
-		add(cpio.Symlink("bin/"+a, "pqbranch"))
-	}
-	add(cpio.Symlink("init", "bin/pqbranch"))
+	addBase(cpio.CharDev("dev/console", 0o600, 5, 1))
+	addBase(cpio.CharDev("dev/null", 0o666, 1, 3))
 
 	modDir := path.Join("lib/modules", s.KernelRelease)
 	var load bytes.Buffer
 	for _, m := range s.Modules {
 		b, err := os.ReadFile(path.Join(s.ModulesRoot, m))
 		if err != nil {
-			return fmt.Errorf("initramfs: module: %w", err)
+			return nil, nil, fmt.Errorf("initramfs: module: %w", err)
 		}
-		add(file(path.Join(modDir, m), b, 0o644))
+		addBase(file(path.Join(modDir, m), b, 0o644))
 		fmt.Fprintf(&load, "%s\n", path.Join(s.KernelRelease, m))
 	}
-	add(file(path.Join(modDir, "modules.dep"), s.ModulesDep, 0o644))
-	add(file("lib/modules/pqbranch.load", load.Bytes(), 0o644))
-
-	for name, b := range s.Files {
-		add(file(name, b, 0o644))
-	}
-
+	addBase(file(path.Join(modDir, "modules.dep"), s.ModulesDep, 0o644))
+	addBase(file("lib/modules/pqbranch.load", load.Bytes(), 0o644))
 	if s.URoot != "" {
-		if err := addURoot(s.URoot, add); err != nil {
-			return err
+		if err := addURoot(s.URoot, addBase); err != nil {
+			return nil, nil, err
 		}
 	}
 
-	// Every parent directory must precede its children in the archive.
+	bin, err := os.ReadFile(s.Binary)
+	if err != nil {
+		return nil, nil, fmt.Errorf("initramfs: %w", err)
+	}
+	addApp(file("bin/pqbranch", bin, 0o755))
+	for _, a := range s.Applets {
+		addApp(cpio.Symlink("bin/"+a, "pqbranch"))
+	}
+	addApp(cpio.Symlink("init", "bin/pqbranch"))
+	for name, b := range s.Files {
+		addApp(file(name, b, 0o644))
+	}
+
+	if base, err = archive(baseRecs); err != nil {
+		return nil, nil, err
+	}
+	app, err = archive(appRecs)
+	return base, app, err
+}
+
+// archive writes records as one newc archive, sorted, with fixed metadata,
+// and with every parent directory before its children.
+func archive(recs map[string]cpio.Record) ([]byte, error) {
 	for name := range recs {
 		for d := path.Dir(name); d != "."; d = path.Dir(d) {
 			if _, ok := recs[d]; !ok {
-				add(cpio.Directory(d, 0o755))
+				recs[d] = cpio.Directory(d, 0o755)
 			}
 		}
 	}
@@ -100,14 +113,17 @@ func Write(w io.Writer, s Spec) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-
-	cw := cpio.Newc.Writer(w)
+	var buf bytes.Buffer
+	cw := cpio.Newc.Writer(&buf)
 	for _, n := range names {
 		if err := cw.WriteRecord(cpio.MakeReproducible(recs[n])); err != nil {
-			return fmt.Errorf("initramfs: write %s: %w", n, err)
+			return nil, fmt.Errorf("initramfs: write %s: %w", n, err)
 		}
 	}
-	return cpio.WriteTrailer(cw)
+	if err := cpio.WriteTrailer(cw); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func file(name string, b []byte, mode uint64) cpio.Record {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -30,19 +31,9 @@ func testSpec(t *testing.T) Spec {
 	}
 }
 
-func TestWriteIsSortedAndReproducible(t *testing.T) {
-	s := testSpec(t)
-	var a, b bytes.Buffer
-	if err := Write(&a, s); err != nil {
-		t.Fatal(err)
-	}
-	if err := Write(&b, s); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Fatal("two writes of one spec differ")
-	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(a.Bytes())))
+func readArchive(t *testing.T, b []byte) (map[string]cpio.Record, []string) {
+	t.Helper()
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,33 +54,93 @@ func TestWriteIsSortedAndReproducible(t *testing.T) {
 	if !sort.StringsAreSorted(names) {
 		t.Errorf("records not sorted: %v", names)
 	}
-	content := func(name string) string {
-		r, ok := byName[name]
+	return byName, names
+}
+
+func TestSegmentsAreSortedAndReproducible(t *testing.T) {
+	s := testSpec(t)
+	base, app, err := Segments(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base2, app2, err := Segments(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(base, base2) || !bytes.Equal(app, app2) {
+		t.Fatal("two writes of one spec differ")
+	}
+	baseRecs, _ := readArchive(t, base)
+	appRecs, appNames := readArchive(t, app)
+	content := func(recs map[string]cpio.Record, name string) string {
+		r, ok := recs[name]
 		if !ok {
-			t.Fatalf("%s missing; have %v", name, names)
+			t.Fatalf("%s missing", name)
 		}
 		b, _ := io.ReadAll(io.NewSectionReader(r, 0, int64(r.FileSize)))
 		return string(b)
 	}
-	if got := content("lib/modules/pqbranch.load"); got != "6.1.0-test/kernel/net/b.ko\n6.1.0-test/kernel/net/a.ko\n" {
+	if got := content(baseRecs, "lib/modules/pqbranch.load"); got != "6.1.0-test/kernel/net/b.ko\n6.1.0-test/kernel/net/a.ko\n" {
 		t.Errorf("load list %q does not keep dependency order", got)
 	}
-	if got := content("init"); got != "bin/pqbranch" {
+	if got := content(baseRecs, "lib/modules/6.1.0-test/kernel/net/a.ko"); got != "module a" {
+		t.Errorf("module a = %q", got)
+	}
+	if got := content(appRecs, "init"); got != "bin/pqbranch" {
 		t.Errorf("init -> %q", got)
 	}
-	if got := content("bin/ike"); got != "pqbranch" {
+	if got := content(appRecs, "bin/ike"); got != "pqbranch" {
 		t.Errorf("bin/ike -> %q", got)
 	}
-	if got := content("lib/modules/6.1.0-test/kernel/net/a.ko"); got != "module a" {
-		t.Errorf("module a = %q", got)
+	// What changes with every build must not be in the cached segment.
+	for _, n := range appNames {
+		if _, ok := baseRecs[n]; ok && appRecs[n].Mode&cpio.S_IFMT != cpio.S_IFDIR {
+			t.Errorf("%s is in both segments", n)
+		}
+	}
+	// Changing the binary changes only the app segment.
+	os.WriteFile(s.Binary, []byte("\x7fELF another build"), 0o755)
+	base3, app3, err := Segments(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(base, base3) || bytes.Equal(app, app3) {
+		t.Error("a new binary must change the app segment and only it")
+	}
+}
+
+func TestCompressCached(t *testing.T) {
+	base, _, err := Segments(testSpec(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	first, m1, err := CompressCached(dir, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "initramfs"))
+	if len(entries) != 1 || !strings.HasSuffix(entries[0].Name(), "."+m1) {
+		t.Fatalf("cache holds %v, want one .%s file", entries, m1)
+	}
+	// A cache hit returns the stored bytes: corrupt them to prove it.
+	p := filepath.Join(dir, "initramfs", entries[0].Name())
+	os.WriteFile(p, []byte("cached"), 0o644)
+	second, m2, err := CompressCached(dir, base)
+	if err != nil || string(second) != "cached" || m2 != m1 {
+		t.Fatalf("second call = %q, %s, %v; want the cached bytes", second[:min(len(second), 10)], m2, err)
+	}
+	if len(first) == 0 {
+		t.Fatal("empty compression")
 	}
 }
 
 func TestCompressPicksSmallerAndRoundTrips(t *testing.T) {
-	var raw bytes.Buffer
-	if err := Write(&raw, testSpec(t)); err != nil {
+	base, app, err := Segments(testSpec(t))
+	if err != nil {
 		t.Fatal(err)
 	}
+	raw := bytes.NewBuffer(append(base, app...))
 	z, err := Zstd(raw.Bytes())
 	if err != nil {
 		t.Fatal(err)

@@ -111,8 +111,12 @@ func (n *applianceNet) fetchStatus(ctx context.Context) (*status.Report, error) 
 	return status.Decode(b)
 }
 
-// waitStatus polls the status endpoint until ok accepts a report.
+// waitStatus polls the status endpoint until ok accepts a report, for at
+// most two minutes: long enough for a TCG boot to get its lease, short
+// enough that a failure shows its console while the test still runs.
 func (n *applianceNet) waitStatus(ctx context.Context, ok func(*status.Report) bool) (*status.Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	var (
 		last    *status.Report
 		lastErr error

@@ -122,7 +122,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 // startDHCP serves the appliance's WAN from the edge namespace.
 func (l *Lab) startDHCP(ctx context.Context) error {
 	l.dhcp = l.Site.GW.Command(context.WithoutCancel(ctx), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--interface="+tapWAN, "--bind-interfaces", "--port=0", "--dhcp-authoritative",
+		"--interface="+tapWAN, "--bind-interfaces", "--port=0", "--dhcp-authoritative", "--no-ping",
 		"--dhcp-range="+dhcpRange, "--dhcp-option=option:router,"+edge.EdgeWANAddr,
 		"--dhcp-leasefile="+filepath.Join(l.tmpDir, "leases"), "--pid-file="+filepath.Join(l.tmpDir, "dnsmasq.pid"),
 		"--log-dhcp", "--log-facility="+filepath.Join(l.tmpDir, "dnsmasq.log"))

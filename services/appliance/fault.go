@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -117,8 +118,11 @@ func CrashMain(ctx context.Context, args []string) error {
 		return errors.New("usage: crash <service>")
 	}
 	reply, err := askFault(ctx, FaultSocket, args[0])
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("crash: %w (fault injection exists only in dev images)", err)
+	}
+	if err != nil {
+		return fmt.Errorf("crash: %w", err)
 	}
 	if reply != "ok" {
 		return fmt.Errorf("crash: %s", reply)
@@ -131,7 +135,7 @@ func CrashMain(ctx context.Context, args []string) error {
 func askFault(ctx context.Context, path, name string) (string, error) {
 	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "unix", path)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("connect %s: %w", path, err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))

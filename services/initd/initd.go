@@ -24,6 +24,11 @@ const (
 // PID 1 exits, and the board's panic= command line option then resets the box
 // so that an unbootable trial slot falls back to the committed one.
 func Main(ctx context.Context, args []string) error {
+	// The multi-call binary cancels ctx on SIGTERM and SIGINT. For PID 1
+	// those are power requests that the appliance carries out (stop, sync,
+	// unmount, reboot); ending here instead would panic the kernel with
+	// /data unsynced.
+	ctx = context.WithoutCancel(ctx)
 	if err := mountAll(kernelMounts); err != nil {
 		fmt.Fprintf(os.Stderr, "init: %v\n", err)
 	}
@@ -51,6 +56,9 @@ func Main(ctx context.Context, args []string) error {
 	// The config lives on /data: it must be mounted before the appliance
 	// starts, which otherwise runs from the board default in RAM.
 	if err := mountData(ctx, dataDir); err != nil {
+		fmt.Fprintf(os.Stderr, "init: %v\n", err)
+	}
+	if err := upLoopback(); err != nil {
 		fmt.Fprintf(os.Stderr, "init: %v\n", err)
 	}
 	if rel.Profile == "dev" {

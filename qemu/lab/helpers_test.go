@@ -1,0 +1,114 @@
+package lab
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pqbranch/pqbranch/boards"
+	"github.com/pqbranch/pqbranch/qemu/edge"
+)
+
+// wanMarker is written into every cleartext payload the tests send (the
+// TCP stream and the pings' padding); a WAN frame containing it is a leak.
+// Sixteen bytes: the most ping -p repeats.
+var wanMarker = []byte("pqb-e2e-CLEARTXT")
+
+// defaultImage is what `make image` builds; `make test` builds it first.
+func defaultImage(t *testing.T) (string, *boards.Board) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	img := filepath.Join(filepath.Dir(file), "..", "..", "out", boards.Default, "disk.img")
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("%v: run `make image` first (make test does)", err)
+	}
+	b, err := boards.Load(boards.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, b
+}
+
+// needLab skips where the whole lab cannot run, as the edge's own tests do.
+func needLab(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots the appliance and a real strongSwan edge: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for namespaces, taps and chroot")
+	}
+}
+
+// startLab starts the lab and tears it down when the test ends, pass or
+// fail; on failure it logs the appliance console and charon's log.
+func startLab(ctx context.Context, t *testing.T) *Lab {
+	t.Helper()
+	img, b := defaultImage(t)
+	l, err := Start(ctx, Options{Board: b, Image: img, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 80))
+			t.Logf("charon log:\n%s", tail(l.Edge.Log(), 60))
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("lab teardown: %v", err)
+		}
+	})
+	return l
+}
+
+// ping runs ping from the LAN client to the dc host with the marker as
+// padding; it reports the output and whether every echo came back.
+func ping(ctx context.Context, l *Lab, count int) (string, bool) {
+	out, err := l.LAN.Run(ctx, "ping", "-n", "-c", strconv.Itoa(count), "-i", "0.3", "-W", "2", "-s", "120",
+		"-p", hex.EncodeToString(wanMarker), edge.DCAddr)
+	return out, err == nil && strings.Contains(out, " 0% packet loss")
+}
+
+// pingNone pings and reports whether not a single echo came back.
+func pingNone(ctx context.Context, l *Lab, count int) (string, bool) {
+	out, _ := l.LAN.Run(ctx, "ping", "-n", "-c", strconv.Itoa(count), "-i", "0.3", "-W", "1", "-s", "120",
+		"-p", hex.EncodeToString(wanMarker), edge.DCAddr)
+	return out, strings.Contains(out, " 0 received")
+}
+
+// waitPing pings until every echo of one round comes back or ctx ends.
+func waitPing(ctx context.Context, l *Lab) (string, bool) {
+	for {
+		out, ok := ping(ctx, l, 2)
+		if ok {
+			return out, true
+		}
+		select {
+		case <-ctx.Done():
+			return out, false
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// testWriter sends the lab's progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
