@@ -61,10 +61,15 @@ func (s *Session) newChild(resp []message.Payload, spiIn uint32, peerSPI []byte,
 }
 
 // deriveChild computes KEYMAT (RFC 7296 2.17, RFC 9370 2.2.4) and fills in
-// the kernel SAs: initiator-to-responder keys first.
-func (s *Session) deriveChild(c *childSA, sa *ikeSA, shared [][]byte, ni, nr []byte) {
+// the kernel SAs: initiator-to-responder keys first, where the initiator is
+// the side that started the exchange creating the Child SA (weInitiated).
+func (s *Session) deriveChild(c *childSA, sa *ikeSA, shared [][]byte, ni, nr []byte, weInitiated bool) {
 	n := int(c.encrBits)/8 + 4
 	km := keys.ChildKeymat(sa.suite.prf, sa.keys.D, shared, ni, nr, 2*n)
+	outKey, inKey := km[:n], km[n:]
+	if !weInitiated {
+		outKey, inKey = inKey, outKey
+	}
 	localGW, remoteGW := s.tr.localAddr(), s.tr.remoteAddr()
 	var encapOut, encapIn *xfrm.Encap
 	if s.tr.floated {
@@ -74,8 +79,8 @@ func (s *Session) deriveChild(c *childSA, sa *ikeSA, shared [][]byte, ni, nr []b
 	base := xfrm.SA{ICVBits: 128, ReplayWindow: s.opt.ReplayWindow, ReqID: s.reqid,
 		SoftLife: s.childLife, HardLife: s.childLife + s.childLife/10}
 	c.out, c.in = base, base
-	c.out.Src, c.out.Dst, c.out.SPI, c.out.Key, c.out.Encap = localGW.Addr().Unmap(), remoteGW.Addr().Unmap(), c.spiOut, km[:n], encapOut
-	c.in.Src, c.in.Dst, c.in.SPI, c.in.Key, c.in.Encap = remoteGW.Addr().Unmap(), localGW.Addr().Unmap(), c.spiIn, km[n:], encapIn
+	c.out.Src, c.out.Dst, c.out.SPI, c.out.Key, c.out.Encap = localGW.Addr().Unmap(), remoteGW.Addr().Unmap(), c.spiOut, outKey, encapOut
+	c.in.Src, c.in.Dst, c.in.SPI, c.in.Key, c.in.Encap = remoteGW.Addr().Unmap(), localGW.Addr().Unmap(), c.spiIn, inKey, encapIn
 	c.in.Inbound = true
 	c.created = time.Now()
 	c.rekeyAt = c.created.Add(s.jitter(s.childLife * 9 / 10))
@@ -120,6 +125,8 @@ func (s *Session) removeChild(ctx context.Context, c *childSA) error {
 // old ones are deleted.
 func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
 	sa := s.ike
+	s.rekeying = true // the edge's own rekeys wait until this one is done
+	defer func() { s.rekeying = false }()
 	spi := s.newESPSPI()
 	ni := s.random(nonceLen)
 	ke, err := kex.NewInitiator(sa.suite.ke, s.opt.Rand)
@@ -145,7 +152,7 @@ func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
 	if err != nil {
 		return fmt.Errorf("child SA rekey: %w", err)
 	}
-	s.deriveChild(nc, sa, shared, ni, nr)
+	s.deriveChild(nc, sa, shared, ni, nr, true)
 	if err := s.installChild(ctx, nc); err != nil {
 		return fmt.Errorf("child SA rekey: %w", err)
 	}

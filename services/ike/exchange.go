@@ -70,7 +70,7 @@ func (s *Session) request(ctx context.Context, sa *ikeSA, exch message.ExchangeT
 func (s *Session) requestTries(ctx context.Context, sa *ikeSA, exch message.ExchangeType, payloads []message.Payload, tries int) (*sk.Decrypted, *sk.Sealed, error) {
 	start := time.Now()
 	mid := sa.nextMID
-	h := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: exch, Flags: message.FlagInitiator, MessageID: mid}
+	h := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: exch, Flags: sa.flags(false), MessageID: mid}
 	sealed, err := sk.Seal(h, payloads, sa.out, s.fragmentLimit(sa))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%v: %w", exch, err)
@@ -97,7 +97,7 @@ func (s *Session) requestTries(ctx context.Context, sa *ikeSA, exch message.Exch
 // when p is something else (or an incomplete set of fragments).
 func (s *Session) openResponse(p packet, sa *ikeSA, exch message.ExchangeType, mid uint32) *sk.Decrypted {
 	h, err := message.ParseHeader(p.b)
-	if err != nil || h.SPIi != sa.spii || h.SPIr != sa.spir || !h.IsResponse() || h.IsInitiator() ||
+	if err != nil || h.SPIi != sa.spii || h.SPIr != sa.spir || !h.IsResponse() || h.IsInitiator() != sa.responder ||
 		h.MessageID != mid || h.Exchange != exch {
 		return nil
 	}

@@ -395,6 +395,6 @@ func (s *Session) authExchange(ctx context.Context, hs *handshake) (*childSA, er
 	if err != nil {
 		return nil, fmt.Errorf("IKE_AUTH child SA: %w", err)
 	}
-	s.deriveChild(c, sa, nil, sa.ni, sa.nr)
+	s.deriveChild(c, sa, nil, sa.ni, sa.nr, true)
 	return c, nil
 }

@@ -29,7 +29,8 @@ func (s *Session) dispatch(p packet) {
 			sa = c
 		}
 	}
-	if sa == nil || h.IsResponse() || h.IsInitiator() {
+	// The edge's requests carry the I flag only on an IKE SA it created.
+	if sa == nil || h.IsResponse() || h.IsInitiator() != sa.responder {
 		s.drop(p, fmt.Errorf("not a request for a known SA (%v mid %d)", h.Exchange, h.MessageID))
 		return
 	}
@@ -58,7 +59,7 @@ func (s *Session) dispatch(p packet) {
 	}
 	s.lastRecv = time.Now()
 	resp := s.answer(sa, d)
-	rh := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: h.Exchange, Flags: message.FlagResponse | message.FlagInitiator, MessageID: h.MessageID}
+	rh := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: h.Exchange, Flags: sa.flags(true), MessageID: h.MessageID}
 	sealed, err := sk.Seal(rh, resp, sa.out, s.fragmentLimit(sa))
 	if err != nil {
 		s.log.Error("cannot build response", "err", err)
@@ -68,6 +69,9 @@ func (s *Session) dispatch(p packet) {
 	sa.lastResp = sealed.Datagrams
 	_ = s.tr.send(sealed.Datagrams)
 	s.log.Info("exchange", "type", h.Exchange.String(), "mid", h.MessageID, "peer_request", message.Summary(d.Payloads), "response", message.Summary(resp))
+	if sa.deleted && sa == s.old {
+		s.old = nil // the edge deleted the IKE SA it rekeyed
+	}
 }
 
 // answer builds our response to an authenticated request from the edge.
@@ -81,18 +85,20 @@ func (s *Session) answer(sa *ikeSA, d *sk.Decrypted) []message.Payload {
 				if sa == s.ike {
 					s.fatal = fmt.Errorf("%w: IKE SA deleted by the edge", ErrPeerDeleted)
 				}
+				sa.deleted = true
 				return nil
 			case message.ProtoESP:
 				if ours := s.peerDeletedChildren(del.SPIs); len(ours) > 0 {
 					resp = append(resp, &message.Delete{Protocol: message.ProtoESP, SPIs: ours})
+					s.refreshStatus(context.Background())
 				}
 			}
 		}
 		return resp
 	case message.CREATE_CHILD_SA:
-		// We drive all rekeys from our side, before the edge's lifetimes.
-		// TEMPORARY_FAILURE makes the edge retry later instead of failing.
-		return []message.Payload{&message.Notify{NotifyType: message.TEMPORARY_FAILURE}}
+		return s.answerCreate(sa, d.Payloads)
+	case message.IKE_FOLLOWUP_KE:
+		return s.answerFollowupKE(sa, d.Payloads)
 	}
 	return []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}
 }

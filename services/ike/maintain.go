@@ -18,7 +18,7 @@ func (s *Session) maintain(ctx context.Context) error {
 		now := time.Now()
 		next := s.ike.rekeyAt
 		for _, c := range s.children {
-			if c.rekeyAt.Before(next) {
+			if !c.replaced && c.rekeyAt.Before(next) {
 				next = c.rekeyAt
 			}
 		}
@@ -48,8 +48,17 @@ func (s *Session) maintain(ctx context.Context) error {
 	}
 }
 
-// due runs whatever timer has expired.
+// due runs whatever timer has expired. While the edge is in the middle of
+// a rekey of its own (waiting for IKE_FOLLOWUP_KE), ours wait: RFC 7296
+// 2.25 lets the edge refuse them, and its rekey replaces the SA anyway.
 func (s *Session) due(ctx context.Context, now time.Time) error {
+	if pc := s.ike.peerCreate; pc != nil {
+		if now.Sub(pc.started) < peerCreateTimeout {
+			s.postponeRekeys(now)
+		} else {
+			s.ike.peerCreate = nil // the edge gave up on it
+		}
+	}
 	if !now.Before(s.ike.rekeyAt) {
 		if err := s.rekeyIKE(ctx); err != nil {
 			return s.afterFailedRekey(err, func() { s.ike.rekeyAt = time.Now().Add(retryRefused) })
@@ -57,7 +66,7 @@ func (s *Session) due(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	for _, c := range s.children {
-		if !now.Before(c.rekeyAt) {
+		if !c.replaced && !now.Before(c.rekeyAt) {
 			if err := s.rekeyChild(ctx, c); err != nil {
 				return s.afterFailedRekey(err, func() { c.rekeyAt = time.Now().Add(retryRefused) })
 			}
@@ -81,4 +90,17 @@ func (s *Session) afterFailedRekey(err error, retry func()) error {
 		return nil
 	}
 	return err
+}
+
+// postponeRekeys moves rekeys that are due by now a little into the future.
+func (s *Session) postponeRekeys(now time.Time) {
+	later := now.Add(s.opt.RetransmitBase)
+	if !now.Before(s.ike.rekeyAt) {
+		s.ike.rekeyAt = later
+	}
+	for _, c := range s.children {
+		if !now.Before(c.rekeyAt) {
+			c.rekeyAt = later
+		}
+	}
 }

@@ -15,6 +15,8 @@ import (
 // exchange, moves the Child SAs over and then deletes the old IKE SA.
 func (s *Session) rekeyIKE(ctx context.Context) error {
 	old := s.ike
+	s.rekeying = true // the edge's own rekeys wait until this one is done
+	defer func() { s.rekeying = false }()
 	spii := s.newIKESPI()
 	ni := s.random(nonceLen)
 	ke, err := kex.NewInitiator(old.suite.ke, s.opt.Rand)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/ike/keys"
+	"github.com/pqbranch/pqbranch/services/ike/message"
 	"github.com/pqbranch/pqbranch/services/ike/sk"
 	"github.com/pqbranch/pqbranch/services/ike/xfrm"
 )
@@ -68,10 +69,12 @@ func (o *Options) defaults() {
 	}
 }
 
-// ikeSA is one IKE SA. We are always its original initiator: we never
-// accept an IKE SA or a rekey from the edge.
+// ikeSA is one IKE SA. We are its original initiator unless the edge
+// created it by rekeying ours (responder is then set): that decides the
+// I flag of our messages and which keys protect which direction.
 type ikeSA struct {
 	spii, spir uint64
+	responder  bool // the edge is the original initiator (it rekeyed the IKE SA)
 	suite      suite
 	keys       keys.IKE
 	out, in    *sk.Cipher
@@ -84,14 +87,33 @@ type ikeSA struct {
 	fragments  bool // peer sent IKEV2_FRAGMENTATION_SUPPORTED
 	created    time.Time
 	rekeyAt    time.Time
+	peerCreate *peerCreate // a CREATE_CHILD_SA of the edge awaiting IKE_FOLLOWUP_KE
+	deleted    bool        // the edge deleted this IKE SA
+}
+
+// flags are the header flags of our messages on sa: I when we are its
+// original initiator, R for responses.
+func (sa *ikeSA) flags(response bool) message.Flags {
+	var f message.Flags
+	if !sa.responder {
+		f |= message.FlagInitiator
+	}
+	if response {
+		f |= message.FlagResponse
+	}
+	return f
 }
 
 func (sa *ikeSA) setKeys(k keys.IKE) error {
-	out, err := sk.NewCipher(k.Ei)
+	outKey, inKey := k.Ei, k.Er
+	if sa.responder {
+		outKey, inKey = k.Er, k.Ei
+	}
+	out, err := sk.NewCipher(outKey)
 	if err != nil {
 		return err
 	}
-	in, err := sk.NewCipher(k.Er)
+	in, err := sk.NewCipher(inKey)
 	if err != nil {
 		return err
 	}
@@ -107,6 +129,7 @@ type childSA struct {
 	local, remote []netip.Prefix
 	created       time.Time
 	rekeyAt       time.Time
+	replaced      bool // the edge rekeyed it; it goes when the edge deletes it
 }
 
 // Session is the tunnel to one edge: it establishes, keeps alive, rekeys
@@ -130,6 +153,7 @@ type Session struct {
 	reqid     uint32
 	lastRecv  time.Time
 	fatal     error // set while dispatching: the peer deleted or lost the IKE SA
+	rekeying  bool  // one of our rekeys is in progress (the edge's must wait)
 	contacted bool  // INITIAL_CONTACT sent once per process
 
 	mu sync.Mutex

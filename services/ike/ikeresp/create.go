@@ -101,7 +101,8 @@ func (r *Responder) finish(s *sa) {
 	if p.ike {
 		seed := keys.SKEYSEEDRekey(s.prf, s.k.D, p.shared, p.ni, p.nr)
 		ns := &sa{spii: p.newSPIi, spir: p.newSPIr, prf: s.prf, encrBits: s.encrBits, ke: s.ke, addke: s.addke,
-			ni: p.ni, nr: p.nr, peer: s.peer, natPort: s.natPort, frag: s.frag, children: s.children, nextAddKE: len(s.addke)}
+			ni: p.ni, nr: p.nr, peer: s.peer, natPort: s.natPort, frag: s.frag, children: s.children, nextAddKE: len(s.addke),
+			tsi: s.tsi, tsr: s.tsr}
 		ns.setKeys(keys.Derive(s.prf, seed, p.ni, p.nr, ns.spii, ns.spir, keys.Lengths{Enc: int(s.encrBits)/8 + 4}))
 		s.children = nil
 		r.sas[ns.spir] = ns
@@ -122,14 +123,14 @@ func (r *Responder) informational(s *sa, d *sk.Decrypted) ([]message.Payload, fu
 		// The initiator refused us (RFC 7296 2.21.2): like strongSwan,
 		// treat it as the IKE SA's deletion.
 		r.stats.AuthFailedIn++
-		return nil, func(*sk.Sealed) { delete(r.sas, s.spir) }
+		return nil, func(*sk.Sealed) { delete(r.sas, s.ours()) }
 	}
 	var resp []message.Payload
 	for _, del := range message.FindAll[*message.Delete](d.Payloads) {
 		switch del.Protocol {
 		case message.ProtoIKE:
 			r.stats.DeletesIKE++
-			return nil, func(*sk.Sealed) { delete(r.sas, s.spir) }
+			return nil, func(*sk.Sealed) { delete(r.sas, s.ours()) }
 		case message.ProtoESP:
 			var ours [][]byte
 			for _, spi := range del.SPIs {

@@ -41,6 +41,30 @@ type sa struct {
 	frag       bool
 	children   []*child
 	pending    *pending
+	initiator  bool        // we created this IKE SA by rekeying (we are its original initiator)
+	tsi, tsr   *message.TS // the initiator's selectors of the first Child SA
+	own        *own        // our own CREATE_CHILD_SA in progress
+	respParts  sk.Reassembler
+}
+
+// ours is our SPI of s, by which r.sas knows it.
+func (s *sa) ours() uint64 {
+	if s.initiator {
+		return s.spii
+	}
+	return s.spir
+}
+
+// flags are the header flags of our messages on s.
+func (s *sa) flags(response bool) message.Flags {
+	var f message.Flags
+	if s.initiator {
+		f |= message.FlagInitiator
+	}
+	if response {
+		f |= message.FlagResponse
+	}
+	return f
 }
 
 type child struct {
@@ -64,22 +88,49 @@ type pending struct {
 
 func (s *sa) setKeys(k keys.IKE) {
 	s.k = k
-	s.in, _ = sk.NewCipher(k.Ei)
-	s.out, _ = sk.NewCipher(k.Er)
+	in, out := k.Ei, k.Er
+	if s.initiator {
+		in, out = out, in
+	}
+	s.in, _ = sk.NewCipher(in)
+	s.out, _ = sk.NewCipher(out)
+}
+
+// lookup finds the IKE SA a message belongs to.
+func (r *Responder) lookup(h *message.Header) *sa {
+	s := r.sas[h.SPIr]
+	if s == nil || s.initiator {
+		s = r.sas[h.SPIi]
+		if s != nil && !s.initiator {
+			s = nil
+		}
+	}
+	if s == nil || s.spii != h.SPIi || s.spir != h.SPIr {
+		return nil
+	}
+	return s
 }
 
 func (r *Responder) handle(b []byte, from netip.AddrPort, natPort bool) {
 	h, err := message.ParseHeader(b)
-	if err != nil || h.IsResponse() {
+	if err != nil {
 		r.stats.Dropped++
 		return
 	}
-	if h.Exchange == message.IKE_SA_INIT {
+	if h.Exchange == message.IKE_SA_INIT && !h.IsResponse() {
 		r.init(b, from, natPort)
 		return
 	}
-	s := r.sas[h.SPIr]
-	if s == nil || s.spii != h.SPIi || r.cfg.Hostile.Silent {
+	s := r.lookup(&h)
+	if s == nil || r.cfg.Hostile.Silent {
+		r.stats.Dropped++
+		return
+	}
+	if h.IsResponse() {
+		r.response(s, b, h)
+		return
+	}
+	if h.IsInitiator() == s.initiator {
 		r.stats.Dropped++
 		return
 	}
@@ -127,7 +178,7 @@ func (r *Responder) handle(b []byte, from netip.AddrPort, natPort bool) {
 	default:
 		resp = []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}
 	}
-	rh := message.Header{SPIi: s.spii, SPIr: s.spir, Exchange: h.Exchange, Flags: message.FlagResponse, MessageID: h.MessageID}
+	rh := message.Header{SPIi: s.spii, SPIr: s.spir, Exchange: h.Exchange, Flags: s.flags(true), MessageID: h.MessageID}
 	max := 0
 	if s.frag {
 		max = r.cfg.FragmentSize
@@ -154,9 +205,13 @@ func (r *Responder) handle(b []byte, from netip.AddrPort, natPort bool) {
 
 // request sends a request of ours to the initiator (no retransmission).
 func (r *Responder) request(s *sa, exch message.ExchangeType, ps []message.Payload) {
-	h := message.Header{SPIi: s.spii, SPIr: s.spir, Exchange: exch, MessageID: s.nextMID}
+	h := message.Header{SPIi: s.spii, SPIr: s.spir, Exchange: exch, Flags: s.flags(false), MessageID: s.nextMID}
 	s.nextMID++
-	sealed, err := sk.Seal(h, ps, s.out, 0)
+	max := 0
+	if s.frag {
+		max = r.cfg.FragmentSize
+	}
+	sealed, err := sk.Seal(h, ps, s.out, max)
 	if err == nil {
 		r.send(s.peer, s.natPort, sealed.Datagrams)
 	}
@@ -423,7 +478,8 @@ func (r *Responder) auth(s *sa, d *sk.Decrypted) []message.Payload {
 		return append(ps, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 	}
 	s.children = append(s.children, c)
-	return append(ps, saResp, message.FindTS(d.Payloads, false), message.FindTS(d.Payloads, true))
+	s.tsi, s.tsr = message.FindTS(d.Payloads, false), message.FindTS(d.Payloads, true)
+	return append(ps, saResp, s.tsi, s.tsr)
 }
 
 func (r *Responder) verifyCert(ps []message.Payload, a *message.Auth, octets []byte) error {

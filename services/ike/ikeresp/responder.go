@@ -73,6 +73,11 @@ type Stats struct {
 	ChildKeys                   map[uint32][]byte // by SPI, both directions of every live Child SA
 	NATPortUsed                 bool
 	Dropped                     int
+	// Rekeys we started (RekeyChild, RekeyIKE) and how they ended.
+	OwnChildRekeys, OwnIKERekeys int
+	FollowupKEsSent              int
+	RekeysRefused, RekeysFailed  int
+	LastRefusal                  message.NotifyType
 }
 
 // Responder serves IKE on two loopback UDP sockets.

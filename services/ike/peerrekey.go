@@ -1,0 +1,245 @@
+package ike
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/pqbranch/pqbranch/services/ike/kex"
+	"github.com/pqbranch/pqbranch/services/ike/keys"
+	"github.com/pqbranch/pqbranch/services/ike/message"
+)
+
+// Rekeys the edge starts. We are the responder of these exchanges:
+//
+//	edge                                     us
+//	CREATE_CHILD_SA  SA, Ni, KEi(0) [N(REKEY_SA), TSi, TSr]  ->
+//	          <-  SA, Nr, KEr(0), N(ADDITIONAL_KEY_EXCHANGE)(link) [TSi, TSr]
+//	IKE_FOLLOWUP_KE  KEi(1), N(ADDITIONAL_KEY_EXCHANGE)(link)  ->
+//	          <-  KEr(1) [, N(ADDITIONAL_KEY_EXCHANGE)(link2) for KEi(2)]
+//	...
+//
+// After the last key exchange we install the new Child SA (its old one keeps
+// carrying traffic until the edge deletes it) or switch to the new IKE SA
+// (the edge then deletes the old one). answerCreate and answerFollowupKE run
+// inside dispatch; the state between them is ikeSA.peerCreate.
+
+// peerCreateTimeout is how long a half-done rekey of the edge is kept
+// waiting for its next IKE_FOLLOWUP_KE.
+const peerCreateTimeout = 30 * time.Second
+
+// peerCreate is a CREATE_CHILD_SA of the edge waiting for its additional
+// key exchanges (RFC 9370 2.2.4).
+type peerCreate struct {
+	started time.Time
+	suite   suite
+	link    []byte   // the ADDITIONAL_KEY_EXCHANGE data the next request must echo
+	pending []uint16 // additional key exchanges still to come, in order
+	shared  [][]byte // SK(0), SK(1), ...
+	ni, nr  []byte   // ni is the edge's
+
+	old           *childSA // a Child SA rekey: the SA it replaces ...
+	spiIn, spiOut uint32   // ... and the new SPIs
+	spii, spir    uint64   // an IKE SA rekey: the edge's new SPI and ours
+}
+
+func refuse(t message.NotifyType) []message.Payload {
+	return []message.Payload{&message.Notify{NotifyType: t}}
+}
+
+// answerCreate answers the edge's CREATE_CHILD_SA: a rekey of our Child SA
+// (N(REKEY_SA)) or of the IKE SA. We accept only the suite in use, with a
+// fresh exchange of every negotiated method, the same rule as for our own
+// rekeys, so the edge cannot downgrade the SA.
+func (s *Session) answerCreate(sa *ikeSA, ps []message.Payload) []message.Payload {
+	if sa != s.ike || s.rekeying || sa.peerCreate != nil {
+		// The SA is going away, or a rekey is already running: this is
+		// a collision (RFC 7296 2.8.1). Ours finishes first; the edge
+		// retries later and finds the SA already replaced.
+		return refuse(message.TEMPORARY_FAILURE)
+	}
+	saP, nonce, ke := message.Find[*message.SA](ps), message.Find[*message.Nonce](ps), message.Find[*message.KE](ps)
+	if saP == nil || nonce == nil || ke == nil || len(nonce.Data) < 16 || len(nonce.Data) > 256 {
+		return refuse(message.INVALID_SYNTAX)
+	}
+	pc := &peerCreate{started: time.Now(), ni: nonce.Data, nr: s.random(nonceLen)}
+	proto := message.ProtoIKE
+	if rekey := message.FindNotify(ps, message.REKEY_SA); rekey != nil {
+		if rekey.Protocol != message.ProtoESP || len(rekey.SPI) != 4 {
+			return refuse(message.INVALID_SYNTAX)
+		}
+		spi := binary.BigEndian.Uint32(rekey.SPI) // the edge's inbound SPI: our outbound
+		i := slices.IndexFunc(s.children, func(c *childSA) bool { return c.spiOut == spi && !c.replaced })
+		if i < 0 {
+			return []message.Payload{&message.Notify{Protocol: message.ProtoESP, SPI: rekey.SPI, NotifyType: message.CHILD_SA_NOT_FOUND}}
+		}
+		pc.old, proto = s.children[i], message.ProtoESP
+		pc.suite = suite{encrBits: pc.old.encrBits, ke: sa.suite.ke, addke: sa.suite.addke}
+	} else {
+		if !slices.ContainsFunc(saP.Proposals, func(p message.Proposal) bool { return p.Protocol == message.ProtoIKE }) {
+			return refuse(message.NO_ADDITIONAL_SAS) // a second Child SA: we carry one per tunnel
+		}
+		pc.suite = sa.suite
+	}
+	chosen, ok := chooseRekey(saP, proto, pc.suite)
+	if !ok {
+		return refuse(message.NO_PROPOSAL_CHOSEN)
+	}
+	if ke.Group != pc.suite.ke {
+		return []message.Payload{&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, pc.suite.ke)}}
+	}
+	pub, shared, err := kex.Respond(ke.Group, ke.Data, s.opt.Rand)
+	if err != nil {
+		s.log.Warn("edge's rekey: bad KE payload", "err", err)
+		return refuse(message.INVALID_SYNTAX)
+	}
+	pc.shared, pc.pending = [][]byte{shared}, slices.Clone(pc.suite.addke)
+
+	resp := []message.Payload{nil, &message.Nonce{Data: pc.nr}, &message.KE{Group: ke.Group, Data: pub}}
+	switch proto {
+	case message.ProtoESP:
+		pc.spiOut, pc.spiIn = binary.BigEndian.Uint32(chosen.SPI), s.newESPSPI()
+		if pc.spiOut < 256 {
+			return refuse(message.INVALID_SYNTAX)
+		}
+		chosen.SPI = binary.BigEndian.AppendUint32(nil, pc.spiIn)
+		// The edge initiates: its side is TSi. The selectors stay those of the old SA.
+		resp = append(resp, s.selectors(false, pc.old.remote), s.selectors(true, pc.old.local))
+	case message.ProtoIKE:
+		pc.spii, pc.spir = binary.BigEndian.Uint64(chosen.SPI), s.newIKESPI()
+		if pc.spii == 0 {
+			return refuse(message.INVALID_SYNTAX)
+		}
+		chosen.SPI = binary.BigEndian.AppendUint64(nil, pc.spir)
+	}
+	resp[0] = &message.SA{Proposals: []message.Proposal{chosen}}
+	if len(pc.pending) > 0 {
+		pc.link = s.random(8)
+		sa.peerCreate = pc
+		return append(resp, &message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: pc.link})
+	}
+	if err := s.completePeerCreate(sa, pc); err != nil {
+		s.log.Warn("edge's rekey failed", "err", err)
+		return refuse(message.TEMPORARY_FAILURE)
+	}
+	return resp
+}
+
+// answerFollowupKE answers one IKE_FOLLOWUP_KE of the edge's rekey and
+// completes the rekey after the last one.
+func (s *Session) answerFollowupKE(sa *ikeSA, ps []message.Payload) []message.Payload {
+	pc := sa.peerCreate
+	link := message.FindNotify(ps, message.ADDITIONAL_KEY_EXCHANGE)
+	if pc == nil || link == nil || !bytes.Equal(link.Data, pc.link) {
+		return refuse(message.STATE_NOT_FOUND)
+	}
+	ke := message.Find[*message.KE](ps)
+	if ke == nil || ke.Group != pc.pending[0] {
+		sa.peerCreate = nil
+		return refuse(message.INVALID_SYNTAX)
+	}
+	pub, shared, err := kex.Respond(ke.Group, ke.Data, s.opt.Rand)
+	if err != nil {
+		sa.peerCreate = nil
+		s.log.Warn("edge's rekey: bad KE payload", "err", err)
+		return refuse(message.INVALID_SYNTAX)
+	}
+	pc.shared, pc.pending = append(pc.shared, shared), pc.pending[1:]
+	resp := []message.Payload{&message.KE{Group: ke.Group, Data: pub}}
+	if len(pc.pending) > 0 {
+		pc.link = s.random(8)
+		return append(resp, &message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: pc.link})
+	}
+	sa.peerCreate = nil
+	if err := s.completePeerCreate(sa, pc); err != nil {
+		s.log.Warn("edge's rekey failed", "err", err)
+		return refuse(message.TEMPORARY_FAILURE)
+	}
+	return resp
+}
+
+// completePeerCreate derives the keys of the edge's rekey once every key
+// exchange is done and puts the new SA in place.
+func (s *Session) completePeerCreate(sa *ikeSA, pc *peerCreate) error {
+	ctx := context.Background()
+	if pc.old != nil {
+		// Make before break: the new pair goes in now, the old one stays
+		// until the edge deletes it (it initiated, so it does).
+		nc := &childSA{spiIn: pc.spiIn, spiOut: pc.spiOut, encrBits: pc.suite.encrBits, local: pc.old.local, remote: pc.old.remote}
+		s.deriveChild(nc, sa, pc.shared, pc.ni, pc.nr, false)
+		if err := s.installChild(ctx, nc); err != nil {
+			return fmt.Errorf("installing child SA: %w", err)
+		}
+		pc.old.replaced = true
+		s.update(func(st *Status) { st.ChildRekeys++ })
+		s.refreshStatus(ctx)
+		return nil
+	}
+	// The edge becomes the original initiator of the new IKE SA. SKEYSEED
+	// with the old SA's PRF and SK_d, the key material with the new suite.
+	seed := keys.SKEYSEEDRekey(sa.suite.prf, sa.keys.D, pc.shared, pc.ni, pc.nr)
+	ns := &ikeSA{spii: pc.spii, spir: pc.spir, responder: true, suite: pc.suite, ni: pc.ni, nr: pc.nr, fragments: sa.fragments}
+	if err := ns.setKeys(keys.Derive(ns.suite.prf, seed, pc.ni, pc.nr, pc.spii, pc.spir, keys.Lengths{Enc: ns.suite.encKeyLen()})); err != nil {
+		return err
+	}
+	now := time.Now()
+	ns.created, ns.rekeyAt = now, now.Add(s.jitter(s.ikeLife*9/10))
+	s.ike, s.old = ns, sa
+	s.update(func(st *Status) {
+		st.IKERekeys++
+		st.KE, st.AddKE, st.Encr, st.PRF = kex.Name(ns.suite.ke), ns.suite.addkeNames(), ns.suite.encrName(), ns.suite.prf.Name
+	})
+	s.refreshStatus(ctx)
+	s.log.Info("IKE SA rekeyed by the edge", "spi_i", fmt.Sprintf("%016x", ns.spii), "spi_r", fmt.Sprintf("%016x", ns.spir))
+	return nil
+}
+
+// chooseRekey picks, from the edge's proposals for proto, one that offers
+// exactly want: its AES-GCM key size, PRF (IKE), KE group and every ADDKE
+// method in order (ADDKE types beyond those only with NONE), and no ESN.
+func chooseRekey(sa *message.SA, proto message.Protocol, want suite) (message.Proposal, bool) {
+	wantSPI := map[message.Protocol]int{message.ProtoIKE: 8, message.ProtoESP: 4}[proto]
+	for _, p := range sa.Proposals {
+		if p.Protocol != proto || len(p.SPI) != wantSPI {
+			continue
+		}
+		picks := []message.Transform{
+			{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: want.encrBits},
+			{Type: message.TransformKE, ID: want.ke},
+		}
+		if proto == message.ProtoIKE {
+			picks = append(picks, message.Transform{Type: message.TransformPRF, ID: want.prf.ID})
+		} else {
+			picks = append(picks, message.Transform{Type: message.TransformESN, ID: message.ESN_NONE})
+		}
+		for typ := message.TransformADDKE1; typ <= message.TransformADDKE7; typ++ {
+			i := int(typ - message.TransformADDKE1)
+			switch {
+			case i < len(want.addke):
+				picks = append(picks, message.Transform{Type: typ, ID: want.addke[i]})
+			case offeredTypes(p)[typ]:
+				picks = append(picks, message.Transform{Type: typ, ID: message.KE_NONE})
+			}
+		}
+		ok := true
+		for _, t := range picks {
+			if !slices.Contains(p.Transforms, t) {
+				ok = false
+				break
+			}
+		}
+		// Every type the edge offers must be one we answer.
+		for typ := range offeredTypes(p) {
+			if !slices.ContainsFunc(picks, func(t message.Transform) bool { return t.Type == typ }) {
+				ok = false
+			}
+		}
+		if ok {
+			return message.Proposal{Num: p.Num, Protocol: proto, SPI: p.SPI, Transforms: picks}, true
+		}
+	}
+	return message.Proposal{}, false
+}
