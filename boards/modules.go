@@ -18,11 +18,13 @@ var moduleSets = map[string][]string{
 		"nft_chain_nat", "nft_reject_inet", "nft_fib_inet", "nft_limit", "nft_xfrm", "nft_log",
 		// IPsec data plane (services/ike).
 		"xfrm_user", "esp4", "esp6", "authenc", "seqiv", "echainiv",
-		// seqiv and echainiv salt their IVs from the default "stdrng" when an
-		// SA is created; without drbg that lookup fails and the SA add
-		// returns ENOENT. drbg runs without jitterentropy_rng outside FIPS.
-		"drbg",
 		"gcm", "ctr", "ghash_generic", "ghash_clmulni_intel", "aesni_intel", "cryptd", "crypto_simd",
+		// seqiv and echainiv salt their IVs from the default "stdrng" when an
+		// SA is created; without drbg that lookup fails and adding the SA
+		// returns ENOENT. drbg self-tests its CTR and HMAC variants as it
+		// loads, so ctr(aes) and sha512 must be there before it. It runs
+		// without jitterentropy_rng outside FIPS mode.
+		"sha512_generic", "drbg",
 		// Slots (FAT), the data partition (ext4), and A/B boot steering.
 		"vfat", "nls_cp437", "nls_iso8859_1", "nls_ascii", "ext4", "efivarfs",
 	},

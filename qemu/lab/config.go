@@ -1,35 +1,47 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"regexp"
+	"time"
 )
 
 // WriteConfig replaces the appliance's config on /data with cfg and has
-// init apply it (the reload command), typing on the dev console's shell.
-// It returns once the shell has run both; the caller waits for the effect.
+// init apply it (the reload command). The dev console's line editor
+// redraws the whole line for every character typed, which makes typing a
+// whole config take minutes; so the LAN client serves cfg over HTTP and
+// the console only types a short wget command. It returns once the shell
+// has run it; the caller waits for the effect.
 func (l *Lab) WriteConfig(ctx context.Context, cfg []byte) error {
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, cfg); err != nil {
-		return fmt.Errorf("lab: config: %w", err)
+	var ln net.Listener
+	if err := l.LAN.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp4", net.JoinHostPort(ClientAddr, "0"))
+		return err
+	}); err != nil {
+		return fmt.Errorf("lab: config: serve from the LAN: %w", err)
 	}
-	if bytes.ContainsAny(compact.Bytes(), "'\r\n") {
-		return errors.New("lab: config: a quote or line break would end the shell's single-quoted string")
-	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write(cfg)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
 	// The shell computes the done marker, so the echoed command line
 	// cannot match it.
 	n := rand.IntN(1 << 20)
-	cmd := fmt.Sprintf("echo '%s' > /data/pqbranch.json && reload && echo lab-config-$((%d+1))\r", compact.Bytes(), n)
+	cmd := fmt.Sprintf("wget -O /data/pqbranch.json http://%v/ && reload && echo ok-$((%d+1))\r", ln.Addr(), n)
 	if err := l.VM.Send(cmd); err != nil {
 		return fmt.Errorf("lab: config: %w", err)
 	}
-	if _, err := l.VM.WaitLine(ctx, regexp.MustCompile(fmt.Sprintf(`lab-config-%d\b`, n+1))); err != nil {
-		return fmt.Errorf("lab: config: the console shell did not confirm the write: %w", err)
+	if _, err := l.VM.WaitLine(ctx, regexp.MustCompile(fmt.Sprintf(`(^|\s)ok-%d\b`, n+1))); err != nil {
+		return fmt.Errorf("lab: config: the console shell did not confirm the download: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,14 +29,11 @@ func TestEndToEnd(t *testing.T) {
 	needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	l := startLab(ctx, t)
-
-	// Everything on the WAN from before the tunnel to the end is checked.
-	capture, err := StartCapture(l.Site.GW, tapWAN, NewClassifier(wanMarker))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
+	// Every WAN frame from the appliance's first to the end is checked.
+	var (
+		capture *Capture
+		stopped bool
+	)
 	stopCapture := func() Summary {
 		stopped = true
 		sum, err := capture.Stop()
@@ -44,11 +42,17 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return sum
 	}
-	defer func() {
-		if !stopped {
-			stopCapture()
+	l := startLab(ctx, t, func(l *Lab) (err error) {
+		if capture, err = StartCapture(l.Site.GW, tapWAN, NewClassifier(wanMarker)); err != nil {
+			return err
 		}
-	}()
+		t.Cleanup(func() {
+			if !stopped {
+				stopCapture()
+			}
+		})
+		return nil
+	})
 
 	bootCtx, bootCancel := context.WithTimeout(ctx, 6*time.Minute)
 	line, err := l.VM.WaitLine(bootCtx, regexp.MustCompile(`tunnel established`))
@@ -80,12 +84,13 @@ func TestEndToEnd(t *testing.T) {
 		if got := after.Bytes - before.Bytes; got < transferBytes {
 			t.Errorf("only %d bytes of ESP-in-UDP on the WAN during a %d-byte transfer", got, transferBytes)
 		}
-		r, err := l.Status(ctx)
+		// And strongSwan decrypted it: its CHILD_SA counted the stream in.
+		sas, err := l.Edge.ListSAs(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Tunnel.Bytes.Out < transferBytes {
-			t.Errorf("the appliance counts %d bytes out through the tunnel, want >= %d", r.Tunnel.Bytes.Out, transferBytes)
+		if in := childBytesIn(sas); in < transferBytes {
+			t.Errorf("strongSwan's CHILD_SA counts %d bytes in, want >= %d:\n%s", in, transferBytes, sas)
 		}
 	})
 
@@ -113,6 +118,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	// The edge comes back while the appliance is in its first reconnect
+	// attempt after dead peer detection (IKE_SA_INIT retransmits at 1, 2,
+	// 4, 8 s). Outages of minutes, where its retransmit and reconnect
+	// backoff have grown, are not covered here.
 	t.Run("back by itself within 30s", func(t *testing.T) {
 		if err := l.Edge.StartCharon(ctx); err != nil {
 			t.Fatal(err)
@@ -178,6 +187,17 @@ func checkHybrid(ctx context.Context, t *testing.T, l *Lab) string {
 		t.Errorf("strongSwan does not list the appliance's IKE SA %q:\n%s", ike, sas)
 	}
 	return ike
+}
+
+// childBytesIn sums the inbound byte counters of the CHILD_SAs in
+// `swanctl --list-sas` output ("in  c1a2b3c4,  10485760 bytes, ...").
+func childBytesIn(sas string) int64 {
+	var total int64
+	for _, m := range regexp.MustCompile(`(?m)^\s+in\s+[0-9a-f]+(?:_i)?,\s+(\d+) bytes`).FindAllStringSubmatch(sas, -1) {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		total += n
+	}
+	return total
 }
 
 // withTimeout derives a context whose cancel runs when the parent ends;

@@ -41,17 +41,17 @@ func needLab(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the appliance and a real strongSwan edge: skipped with -short")
 	}
-	if os.Geteuid() != 0 {
+	if !isRoot() {
 		t.Skip("needs root for namespaces, taps and chroot")
 	}
 }
 
 // startLab starts the lab and tears it down when the test ends, pass or
 // fail; on failure it logs the appliance console and charon's log.
-func startLab(ctx context.Context, t *testing.T) *Lab {
+func startLab(ctx context.Context, t *testing.T, beforeBoot func(*Lab) error) *Lab {
 	t.Helper()
 	img, b := defaultImage(t)
-	l, err := Start(ctx, Options{Board: b, Image: img, Progress: testWriter{t}})
+	l, err := Start(ctx, Options{Board: b, Image: img, Progress: testWriter{t}, BeforeBoot: beforeBoot})
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
@@ -112,3 +112,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+func TestChildBytesIn(t *testing.T) {
+	sas := `edge: #1, ESTABLISHED, IKEv2, b7b769c45a745167_i cf0807646624af73_r*
+  net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
+    in  b3f1771d,  10551234 bytes,  7412 packets,     0s ago
+    out 54d829da,    1200 bytes,     9 packets
+  net: #2, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
+    in  c0ffee01,       766 bytes,     1 packets
+`
+	if got := childBytesIn(sas); got != 10551234+766 {
+		t.Errorf("childBytesIn = %d, want %d", got, 10551234+766)
+	}
+}
+
+func isRoot() bool { return os.Geteuid() == 0 }

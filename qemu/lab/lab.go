@@ -1,6 +1,6 @@
 // Package lab builds the whole test world around one appliance VM: the edge
 // site (strongSwan 6.1 as the responder, with a data-centre host "dc" behind
-// it), DHCP on the WAN, and a LAN namespace with a client host. `make run`
+// it), DHCP and time (SNTP) on the WAN, and a LAN namespace with a client host. `make run`
 // and the end-to-end tests use it; Close tears all of it down.
 package lab
 
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,9 @@ type Options struct {
 	Stdin   *os.File
 	// Progress receives setup messages (strongSwan root bootstrap).
 	Progress io.Writer
+	// BeforeBoot, when set, runs once the world is wired and before QEMU
+	// starts, e.g. to watch the WAN from the appliance's first frame.
+	BeforeBoot func(*Lab) error
 }
 
 // Lab is a running test world.
@@ -52,6 +56,7 @@ type Lab struct {
 	LAN    *netns.NS // the LAN client host, 198.18.1.10
 	VM     *qemu.VM
 	dhcp   *exec.Cmd
+	ntp    *net.UDPConn
 	taps   []*os.File
 	tmpDir string
 }
@@ -86,6 +91,9 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := l.startDHCP(ctx); err != nil {
 		return nil, err
 	}
+	if l.ntp, err = serveNTP(l.Site.GW, edge.EdgeWANAddr); err != nil {
+		return nil, err
+	}
 	l.Edge, err = edge.Start(ctx, edge.Options{
 		NS: l.Site.GW, LocalAddrs: edge.EdgeWANAddr,
 		LocalID: edgeID, RemoteID: branchID, Auth: edge.Auth{PSK: defaultPSK},
@@ -114,12 +122,20 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 	}
 
+	if o.BeforeBoot != nil {
+		if err := o.BeforeBoot(l); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintln(o.Progress, "lab: booting the appliance")
 	l.VM, err = qemu.Start(ctx, qemu.Config{Board: o.Board, Image: o.Image, NICs: l.taps, Console: o.Console, Stdin: o.Stdin})
 	return l, err
 }
 
-// startDHCP serves the appliance's WAN from the edge namespace.
+// startDHCP serves the appliance's WAN from the edge namespace. dnsmasq
+// does not ping an address before offering it (--no-ping): the WAN holds
+// only the appliance, and the end-to-end test checks that every frame on
+// it is IKE, ESP-in-UDP or the appliance's own link and control traffic.
 func (l *Lab) startDHCP(ctx context.Context) error {
 	l.dhcp = l.Site.GW.Command(context.WithoutCancel(ctx), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--interface="+tapWAN, "--bind-interfaces", "--port=0", "--dhcp-authoritative", "--no-ping",
@@ -150,6 +166,9 @@ func (l *Lab) Close() error {
 	}
 	if l.Edge != nil {
 		errs = append(errs, l.Edge.Stop())
+	}
+	if l.ntp != nil {
+		l.ntp.Close()
 	}
 	if l.dhcp != nil {
 		l.dhcp.Process.Kill()

@@ -49,7 +49,7 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 				}
 			}
 		}
-		timeout *= 2
+		timeout = min(2*timeout, s.opt.RetransmitMax)
 	}
 	return fmt.Errorf("%s: %w after %d tries", what, ErrPeerLost, tries)
 }

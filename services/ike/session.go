@@ -31,9 +31,14 @@ type Options struct {
 	ESPInUDP      bool   // mark the NAT-T socket for kernel ESP-in-UDP decapsulation
 
 	RetransmitBase  time.Duration // first retransmission timeout, default 1s; doubles each time
+	RetransmitMax   time.Duration // longest gap between retransmissions, default 8s
 	RetransmitTries int           // sends per request, default 6
 	ReconnectMin    time.Duration // backoff before re-establishing, default 2s
-	ReconnectMax    time.Duration // default 2m
+	// ReconnectMax caps the backoff, default 15s. With RetransmitMax it
+	// bounds how long a tunnel stays down after the edge is back, whatever
+	// the length of the outage: the longest wait is one backoff or one
+	// retransmission gap, about 20s with jitter.
+	ReconnectMax time.Duration
 	ReplayWindow    uint32        // ESP anti-replay window, default 64
 
 	Rand io.Reader // nil: crypto/rand
@@ -52,6 +57,9 @@ func (o *Options) defaults() {
 	if o.RetransmitBase == 0 {
 		o.RetransmitBase = time.Second
 	}
+	if o.RetransmitMax == 0 {
+		o.RetransmitMax = 8 * time.Second
+	}
 	if o.RetransmitTries == 0 {
 		o.RetransmitTries = 6
 	}
@@ -59,7 +67,7 @@ func (o *Options) defaults() {
 		o.ReconnectMin = 2 * time.Second
 	}
 	if o.ReconnectMax == 0 {
-		o.ReconnectMax = 2 * time.Minute
+		o.ReconnectMax = 15 * time.Second
 	}
 	if o.ReplayWindow == 0 {
 		o.ReplayWindow = 64
