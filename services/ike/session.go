@@ -39,7 +39,7 @@ type Options struct {
 	// the length of the outage: the longest wait is one backoff or one
 	// retransmission gap, about 20s with jitter.
 	ReconnectMax time.Duration
-	ReplayWindow    uint32        // ESP anti-replay window, default 64
+	ReplayWindow uint32 // ESP anti-replay window, default 64
 
 	Rand io.Reader // nil: crypto/rand
 }
