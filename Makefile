@@ -33,8 +33,12 @@ run: deps-run image
 test: deps-test image
 	PQB_ACCEL=$$($(PQBUILD) accel) $(GO) test -p 1 -count=1 -timeout 80m ./...
 
+# Build, boot and tunnel figures, then the IKE handshake's CPU cost next to
+# the crypto floor and next to strongSwan's own initiator.
 bench: deps-test image
 	@PQB_ACCEL=$$($(PQBUILD) accel) $(PQBUILD) bench -board $(BOARD)
+	@echo
+	@$(GO) test -run '^$$' -bench . -benchtime 200x ./services/ike/ | grep -E '^(Benchmark|ok|FAIL)'
 
 flash: $(PQBUILD)
 	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)]"; exit 2; }
