@@ -14,9 +14,15 @@ const retryRefused = 10 * time.Second
 // Child SA and IKE SA before their lifetimes end, and probes liveness.
 // It returns when the tunnel is lost; the caller re-establishes.
 func (s *Session) maintain(ctx context.Context) error {
+	// Byte counters live in the kernel; read them now and then so that
+	// Status (and the status page) shows traffic, not the last IKE event.
+	refreshAt := time.Now().Add(s.opt.StatusInterval)
 	for {
 		now := time.Now()
 		next := s.ike.rekeyAt
+		if refreshAt.Before(next) {
+			next = refreshAt
+		}
 		for _, c := range s.children {
 			if !c.replaced && c.rekeyAt.Before(next) {
 				next = c.rekeyAt
@@ -38,7 +44,12 @@ func (s *Session) maintain(ctx context.Context) error {
 			s.tr.bytesRecvd += uint64(len(p.b))
 			s.dispatch(p)
 		case <-timer.C:
-			if err := s.due(ctx, time.Now()); err != nil {
+			now := time.Now()
+			if !now.Before(refreshAt) {
+				s.refreshStatus(ctx)
+				refreshAt = now.Add(s.opt.StatusInterval)
+			}
+			if err := s.due(ctx, now); err != nil {
 				return err
 			}
 		}

@@ -40,6 +40,9 @@ type Options struct {
 	// retransmission gap, about 20s with jitter.
 	ReconnectMax time.Duration
 	ReplayWindow uint32 // ESP anti-replay window, default 64
+	// StatusInterval is how often an established tunnel reads its SAs'
+	// byte counters from the kernel for Status, default 5s.
+	StatusInterval time.Duration
 
 	Rand io.Reader // nil: crypto/rand
 }
@@ -68,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.ReconnectMax == 0 {
 		o.ReconnectMax = 15 * time.Second
+	}
+	if o.StatusInterval == 0 {
+		o.StatusInterval = 5 * time.Second
 	}
 	if o.ReplayWindow == 0 {
 		o.ReplayWindow = 64
