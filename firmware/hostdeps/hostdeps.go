@@ -40,6 +40,7 @@ var (
 		need{"iperf3", []string{"/usr/bin/iperf3"}},
 		need{"e2fsprogs", []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"}},
 		need{"mount", []string{"/usr/sbin/losetup", "/sbin/losetup"}},
+		need{"procps", []string{"/usr/sbin/sysctl", "/sbin/sysctl"}},
 	)
 )
 
