@@ -32,6 +32,7 @@ var (
 		need{"iproute2", []string{"/usr/sbin/ip", "/sbin/ip", "/bin/ip"}},
 		need{"debootstrap", []string{"/usr/sbin/debootstrap"}},
 		need{"dnsmasq", []string{"/usr/sbin/dnsmasq"}},
+		need{"procps", []string{"/usr/sbin/sysctl", "/sbin/sysctl"}},
 	)
 	testNeeds = append(runNeeds,
 		need{"nftables", []string{"/usr/sbin/nft"}},
@@ -40,7 +41,6 @@ var (
 		need{"iperf3", []string{"/usr/bin/iperf3"}},
 		need{"e2fsprogs", []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"}},
 		need{"mount", []string{"/usr/sbin/losetup", "/sbin/losetup"}},
-		need{"procps", []string{"/usr/sbin/sysctl", "/sbin/sysctl"}},
 	)
 )
 
