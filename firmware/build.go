@@ -55,6 +55,9 @@ func DefaultCacheDir() string {
 // whole build succeeds: the board is validated and every input fetched and
 // verified first, and the output directory is swapped in as a whole.
 func Build(ctx context.Context, o Options) (*Result, error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
 	p := newSteps(o.Progress, 7)
 	if o.Profile == "" {
 		o.Profile = initramfs.Dev
@@ -179,9 +182,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	m := Manifest{
 		Version: rel.Version, Board: board.Name, Profile: o.Profile, SourceDateEpoch: rel.Epoch,
-		Kernel:    ManifestKernel{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Release: kernel.release},
-		Initramfs: ManifestInitramfs{Compression: compression, Size: int64(len(initrd)), RawSize: int64(rawSize)},
-		Cmdline:   cmdline,
+		Kernel: ManifestKernel{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Release: kernel.release},
+		Initramfs: ManifestInitramfs{Compression: compression, Size: int64(len(initrd)), RawSize: int64(rawSize),
+			Segments: []int64{int64(len(baseZ)), int64(len(appZ))}},
+		Cmdline: cmdline,
 	}
 	if err := m.addArtifacts(stage, "disk.img", "disk.qcow2", "pqbranch.efi"); err != nil {
 		return nil, err

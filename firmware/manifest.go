@@ -29,9 +29,13 @@ type ManifestKernel struct {
 }
 
 type ManifestInitramfs struct {
+	// Compression names each segment's method, e.g. "zstd+xz".
 	Compression string `json:"compression"`
 	Size        int64  `json:"size"`
 	RawSize     int64  `json:"raw_size"`
+	// Segments are the compressed sizes of the concatenated archives, in
+	// order: the stable base, then the appliance.
+	Segments []int64 `json:"segments"`
 }
 
 type Artifact struct {
