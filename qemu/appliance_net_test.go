@@ -117,27 +117,5 @@ func (n *applianceNet) fetchStatus(ctx context.Context) (*status.Report, error) 
 func (n *applianceNet) waitStatus(ctx context.Context, ok func(*status.Report) bool) (*status.Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var (
-		last    *status.Report
-		lastErr error
-	)
-	for {
-		r, err := n.fetchStatus(ctx)
-		if err == nil {
-			last, lastErr = r, nil
-			if ok(r) {
-				return r, nil
-			}
-		} else {
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			if lastErr != nil {
-				return last, fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
-			}
-			return last, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
+	return status.Poll(ctx, time.Second, n.fetchStatus, ok)
 }

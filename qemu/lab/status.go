@@ -37,29 +37,7 @@ func (l *Lab) Status(ctx context.Context) (*status.Report, error) {
 // WaitStatus polls the status report every half second until ok accepts
 // one or ctx ends; it then returns the last report it read.
 func (l *Lab) WaitStatus(ctx context.Context, ok func(*status.Report) bool) (*status.Report, error) {
-	var (
-		last    *status.Report
-		lastErr error
-	)
-	for {
-		r, err := l.Status(ctx)
-		if err == nil {
-			last, lastErr = r, nil
-			if ok(r) {
-				return r, nil
-			}
-		} else {
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			if lastErr != nil {
-				return last, fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
-			}
-			return last, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return status.Poll(ctx, 500*time.Millisecond, l.Status, ok)
 }
 
 // Established accepts a report whose tunnel is up.
