@@ -143,21 +143,9 @@ func (r *Responder) handle(b []byte, from netip.AddrPort, natPort bool) {
 		r.stats.Dropped++
 		return
 	}
-	m, err := message.Parse(b)
-	if err != nil {
-		r.stats.Dropped++
+	d := r.open(s, b, &s.parts)
+	if d == nil {
 		return
-	}
-	d, frag, err := sk.Open(b, m, s.in)
-	if err != nil {
-		r.stats.Dropped++
-		return
-	}
-	if frag != nil {
-		r.stats.FragmentsIn++
-		if d, err = s.parts.Add(d, frag); err != nil || d == nil {
-			return
-		}
 	}
 	var resp []message.Payload
 	var after func(*sk.Sealed)
@@ -551,4 +539,26 @@ func randESPSPI() uint32 {
 			return v
 		}
 	}
+}
+
+// open decrypts a protected message and, for a fragment, adds it to parts.
+// It returns nil for a packet to drop or a message still incomplete.
+func (r *Responder) open(s *sa, b []byte, parts *sk.Reassembler) *sk.Decrypted {
+	m, err := message.Parse(b)
+	if err != nil {
+		r.stats.Dropped++
+		return nil
+	}
+	d, frag, err := sk.Open(b, m, s.in)
+	if err != nil {
+		r.stats.Dropped++
+		return nil
+	}
+	if frag != nil {
+		r.stats.FragmentsIn++
+		if d, err = parts.Add(d, frag); err != nil {
+			return nil
+		}
+	}
+	return d
 }

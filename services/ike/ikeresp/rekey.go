@@ -10,7 +10,6 @@ import (
 	"github.com/pqbranch/pqbranch/services/ike/kex"
 	"github.com/pqbranch/pqbranch/services/ike/keys"
 	"github.com/pqbranch/pqbranch/services/ike/message"
-	"github.com/pqbranch/pqbranch/services/ike/sk"
 )
 
 // Rekeys the responder starts itself, as an edge whose lifetimes are
@@ -100,21 +99,9 @@ func (r *Responder) response(s *sa, b []byte, h message.Header) {
 	if o == nil || h.MessageID != o.mid || h.Exchange != o.exch || h.IsInitiator() == s.initiator {
 		return // the answer to a Delete, or a retransmission
 	}
-	m, err := message.Parse(b)
-	if err != nil {
-		r.stats.Dropped++
+	d := r.open(s, b, &s.respParts)
+	if d == nil {
 		return
-	}
-	d, frag, err := sk.Open(b, m, s.in)
-	if err != nil {
-		r.stats.Dropped++
-		return
-	}
-	if frag != nil {
-		r.stats.FragmentsIn++
-		if d, err = s.respParts.Add(d, frag); err != nil || d == nil {
-			return
-		}
 	}
 	if n := message.FirstError(d.Payloads); n != nil {
 		r.stats.RekeysRefused++
