@@ -44,9 +44,16 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 
-	clean, rebuild, res, err := buildTimes(ctx, o)
+	clean, rebuild, err := buildTimes(ctx, o)
 	if err != nil {
 		return nil, err
+	}
+	// Sizes and boots use the image `make image` built from this tree (the
+	// bench target depends on it), not the benchmark's edited clone.
+	dir := filepath.Join(o.RepoDir, "out", b.Name)
+	m, err := firmware.ReadManifest(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w: run make image first", err)
 	}
 	rows = append(rows,
 		Row{Metric: "clean build (empty Go and u-root caches)", Value: clean.Seconds(), Unit: "s", Baseline: "gokrazy, measured elsewhere", Base: 58},
@@ -58,31 +65,27 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	rows = append(rows,
-		Row{Metric: "initramfs, compressed (" + res.Manifest.Initramfs.Compression + ")", Value: mib(res.Manifest.Initramfs.Size), Unit: "MiB", Baseline: "u-root core set, compressed the same way", Base: mib(coreSize)},
-		Row{Metric: "initramfs, uncompressed", Value: mib(res.Manifest.Initramfs.RawSize), Unit: "MiB", Baseline: "u-root core set, uncompressed", Base: mib(coreRaw)},
+		Row{Metric: "initramfs, compressed (" + m.Initramfs.Compression + ")", Value: mib(m.Initramfs.Size), Unit: "MiB", Baseline: "u-root core set, compressed the same way", Base: mib(coreSize)},
+		Row{Metric: "initramfs, uncompressed", Value: mib(m.Initramfs.RawSize), Unit: "MiB", Baseline: "u-root core set, uncompressed", Base: mib(coreRaw)},
 	)
-	qcow, err := os.Stat(filepath.Join(res.Dir, "disk.qcow2"))
-	if err != nil {
-		return nil, err
-	}
 	rows = append(rows,
-		Row{Metric: "disk image, qcow2 (what is stored)", Value: mib(qcow.Size()), Unit: "MiB", Baseline: "gokrazy image, measured elsewhere", Base: 51},
-		Row{Metric: "disk image, raw (both slots and data)", Value: mib(res.Manifest.Artifacts["disk.img"].Size), Unit: "MiB"},
-		Row{Metric: "unified kernel image (one slot)", Value: mib(res.Manifest.Artifacts["pqbranch.efi"].Size), Unit: "MiB"},
+		Row{Metric: "disk image, qcow2 (what is stored)", Value: mib(m.Artifacts["disk.qcow2"].Size), Unit: "MiB", Baseline: "gokrazy image, measured elsewhere", Base: 51},
+		Row{Metric: "disk image, raw (both slots and data)", Value: mib(m.Artifacts["disk.img"].Size), Unit: "MiB"},
+		Row{Metric: "unified kernel image (one slot)", Value: mib(m.Artifacts["pqbranch.efi"].Size), Unit: "MiB"},
 	)
 
 	floor, err := floorBoot(ctx, o, b)
 	if err != nil {
 		return nil, err
 	}
-	banner, accel, err := bannerBoot(ctx, b, filepath.Join(res.Dir, "disk.img"))
+	banner, accel, err := bannerBoot(ctx, b, filepath.Join(dir, "disk.img"))
 	if err != nil {
 		return nil, err
 	}
 	rows = append(rows, Row{Metric: "boot to banner under " + accel + " (OVMF, empty NVRAM)", Value: banner.Seconds(), Unit: "s",
 		Baseline: "floor: same kernel, init that powers off at once", Base: floor.Seconds()})
 
-	f, err := measureTunnel(ctx, b, filepath.Join(res.Dir, "disk.img"), o.Progress)
+	f, err := measureTunnel(ctx, b, filepath.Join(dir, "disk.img"), o.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -99,23 +102,23 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 // buildTimes builds a fresh clone of the committed tree with empty Go and
 // u-root caches (the kernel package stays cached: downloading is not
 // building), then changes one appliance command and builds again.
-func buildTimes(ctx context.Context, o Options) (clean, rebuild time.Duration, res *firmware.Result, err error) {
+func buildTimes(ctx context.Context, o Options) (clean, rebuild time.Duration, err error) {
 	tmp, err := os.MkdirTemp("", "pqb-bench-")
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(tmp)
 	src := filepath.Join(tmp, "src")
 	if out, err := exec.CommandContext(ctx, "git", "clone", "-q", o.RepoDir, src).CombinedOutput(); err != nil {
-		return 0, 0, nil, fmt.Errorf("git clone: %w: %s", err, out)
+		return 0, 0, fmt.Errorf("git clone: %w: %s", err, out)
 	}
 	cache := filepath.Join(tmp, "cache")
 	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
 	for _, d := range []string{"deb", "root"} {
 		if err := os.Symlink(filepath.Join(o.CacheDir, d), filepath.Join(cache, d)); err != nil {
-			return 0, 0, nil, err
+			return 0, 0, err
 		}
 	}
 	os.Setenv("GOCACHE", filepath.Join(tmp, "gocache"))
@@ -127,25 +130,23 @@ func buildTimes(ctx context.Context, o Options) (clean, rebuild time.Duration, r
 	fmt.Fprintln(o.Progress, "bench: clean build")
 	start := time.Now()
 	if _, err := firmware.Build(ctx, opts); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
 	clean = time.Since(start)
 
 	fmt.Fprintln(o.Progress, "bench: rebuild after changing one command")
 	edit := filepath.Join(src, "services", "status", "bench_edit.go")
 	if err := os.WriteFile(edit, []byte("package status\n\n// benchEdit changes the status command for the rebuild benchmark.\nconst benchEdit = \"edited\"\n"), 0o644); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
 	start = time.Now()
-	res, err = firmware.Build(ctx, opts)
+	_, err = firmware.Build(ctx, opts)
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
 	rebuild = time.Since(start)
 	os.Remove(edit)
-	// Report sizes from the tree as committed, built with the usual caches.
-	res, err = firmware.Build(ctx, firmware.Options{Board: o.Board, RepoDir: o.RepoDir, OutDir: filepath.Join(o.RepoDir, "out"), CacheDir: o.CacheDir, Progress: io.Discard})
-	return clean, rebuild, res, err
+	return clean, rebuild, nil
 }
 
 // coreInitramfs builds u-root's own core set with mkuimage and compresses it
