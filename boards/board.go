@@ -147,8 +147,26 @@ func (b *Board) DefaultConfigBytes() ([]byte, error) {
 	return data, nil
 }
 
-// Parse decodes and validates a board file. file names it in errors.
+// Parse decodes and validates a board file. file names it in errors, and
+// the board's name must be the file's.
 func Parse(file string, data []byte) (*Board, error) {
+	b, err := decode(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if want := strings.TrimSuffix(filepath.Base(file), ".json"); b.Name != want {
+		return nil, &Error{file, "name", fmt.Sprintf("is %q; expected %q, the file's name", b.Name, want)}
+	}
+	return b, nil
+}
+
+// ParseInstalled decodes and validates the board file a build installed
+// into an image (as board.json, whatever the board's name).
+func ParseInstalled(file string, data []byte) (*Board, error) {
+	return decode(file, data)
+}
+
+func decode(file string, data []byte) (*Board, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var b Board
@@ -196,12 +214,9 @@ var (
 // Validate checks every field; the error names the first bad one.
 func (b *Board) Validate() error {
 	bad := func(field, problem string) error { return &Error{b.File, field, problem} }
-	wantName := strings.TrimSuffix(filepath.Base(b.File), ".json")
 	switch {
 	case b.Name == "":
 		return bad("name", "missing; expected the board's name")
-	case b.Name != wantName:
-		return bad("name", fmt.Sprintf("is %q; expected %q, the file's name", b.Name, wantName))
 	case b.Arch != "amd64":
 		return bad("arch", fmt.Sprintf("is %q; expected \"amd64\"", b.Arch))
 	case b.Firmware != "uefi":

@@ -5,28 +5,24 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pqbranch/pqbranch/release"
 )
 
-// Release is the identity of a build: what the banner, the manifest and
-// update bundles call it.
-type Release struct {
-	Version string
-	// Epoch is SOURCE_DATE_EPOCH: the commit time, used for every timestamp
-	// in the image so that two builds of one commit are byte-identical.
-	Epoch int64
-}
-
-// CurrentRelease derives the release from the git checkout at dir: the
-// version in firmware/VERSION plus the commit, and the commit's time. A
-// PQB_VERSION or SOURCE_DATE_EPOCH in the environment overrides either.
-func CurrentRelease(ctx context.Context, dir string) (Release, error) {
-	base, err := os.ReadFile(dir + "/firmware/VERSION")
+// CurrentRelease derives the release's identity from the git checkout at
+// dir: the version in firmware/VERSION plus the commit, the commit's time as
+// the epoch, and the security version in firmware/SECURITY_VERSION. PQB_VERSION,
+// SOURCE_DATE_EPOCH and PQB_SECURITY_VERSION in the environment override them.
+// Board, profile and kernel are the build's to fill in.
+func CurrentRelease(ctx context.Context, dir string) (release.Release, error) {
+	base, err := os.ReadFile(filepath.Join(dir, "firmware", "VERSION"))
 	if err != nil {
-		return Release{}, fmt.Errorf("version: %w", err)
+		return release.Release{}, fmt.Errorf("version: %w", err)
 	}
-	r := Release{Version: strings.TrimSpace(string(base))}
+	r := release.Release{Version: strings.TrimSpace(string(base))}
 	git := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, "git", args...)
 		cmd.Dir = dir
@@ -51,6 +47,18 @@ func CurrentRelease(ctx context.Context, dir string) (Release, error) {
 			return r, fmt.Errorf("SOURCE_DATE_EPOCH=%q: expected seconds since 1970", e)
 		}
 		r.Epoch = n
+	}
+	secFile := filepath.Join(dir, "firmware", "SECURITY_VERSION")
+	sec, err := os.ReadFile(secFile)
+	if err != nil {
+		return r, fmt.Errorf("security version: %w", err)
+	}
+	what := secFile
+	if e := os.Getenv("PQB_SECURITY_VERSION"); e != "" {
+		sec, what = []byte(e), "PQB_SECURITY_VERSION"
+	}
+	if r.SecurityVersion, err = strconv.ParseUint(strings.TrimSpace(string(sec)), 10, 64); err != nil {
+		return r, fmt.Errorf("%s: is %q; expected a whole number (the anti-rollback counter)", what, strings.TrimSpace(string(sec)))
 	}
 	return r, nil
 }

@@ -5,9 +5,10 @@
 // # A/B switching
 //
 // Each slot is its own EFI system partition holding the slot's unified
-// kernel image at layout.UKIPath. Slot A also carries it at the removable
-// media path, which is what firmware with an empty NVRAM boots: a freshly
-// flashed disk always comes up in A.
+// kernel image at layout.UKIPath and at the removable media path, which is
+// what firmware with an empty NVRAM boots. Both slots of a fresh disk hold
+// the same bytes; firmware tries partitions in order, so a freshly flashed
+// disk comes up in A, and a box whose NVRAM was wiped still boots.
 //
 // Updates steer the firmware the way RAUC's EFI backend does. The running
 // system creates one Boot#### entry per slot and keeps BootOrder listing the
@@ -58,47 +59,92 @@ type Spec struct {
 	UKI            []byte
 	// Epoch is SOURCE_DATE_EPOCH: every timestamp on the disk.
 	Epoch int64
+	// Slot, when set, is a slot image WriteSlot already wrote for this
+	// spec; WriteRaw then copies it instead of writing another.
+	Slot string
 }
 
 // WriteRaw writes the image to path atomically: it is written beside path
-// and renamed into place only when complete.
+// and renamed into place only when complete. Both slots hold the same slot
+// image (WriteSlot), byte for byte: the slot's identity comes from its GPT
+// partition, and an update bundle's payload is exactly that image.
 func WriteRaw(path string, s Spec, progress io.Writer) error {
 	if s.SizeMiB < 2*SlotMiB+64 {
 		return fmt.Errorf("images: disk of %d MiB is too small for two %d MiB slots and data", s.SizeMiB, SlotMiB)
 	}
+	slot := s.Slot
+	if slot == "" {
+		slot = path + ".slot.tmp"
+		defer os.Remove(slot)
+		if err := WriteSlot(slot, s); err != nil {
+			return err
+		}
+	}
 	tmp := path + ".tmp"
 	os.Remove(tmp)
-	if err := writeRaw(tmp, s, progress); err != nil {
+	if err := writeRaw(tmp, slot, s, progress); err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
 }
 
-func writeRaw(file string, s Spec, progress io.Writer) error {
+// WriteSlot writes one slot's image to path: a FAT32 file system of SlotMiB
+// holding the UKI at layout.UKIPath and at the removable-media path, so any
+// slot boots from an empty NVRAM. Firmware enumerates partitions in order,
+// so a freshly flashed disk comes up in slot A.
+func WriteSlot(path string, s Spec) error {
 	// go-diskfs stamps FAT directory entries with SOURCE_DATE_EPOCH.
 	os.Setenv("SOURCE_DATE_EPOCH", fmt.Sprint(s.Epoch))
+	os.Remove(path)
+	d, err := diskfs.Create(path, SlotMiB*MiB, diskfs.SectorSize512)
+	if err != nil {
+		return fmt.Errorf("images: create %s: %w", path, err)
+	}
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeFat32, VolumeLabel: "PQBRANCH", Reproducible: true})
+	if err == nil {
+		for _, p := range []string{layout.UKIPath, layout.RemovablePath} {
+			if err = writeFile(fs, p, s.UKI); err != nil {
+				break
+			}
+		}
+	}
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("images: slot image: %w", err)
+	}
+	return setVolumeID(path, 0, ID(s.Board, s.Version, "fat"))
+}
+
+func writeRaw(file, slot string, s Spec, progress io.Writer) error {
 	size := int64(s.SizeMiB) * MiB
 	d, err := diskfs.Create(file, size, diskfs.SectorSize512)
 	if err != nil {
 		return fmt.Errorf("images: create %s: %w", file, err)
 	}
-	err = fill(d, s, size, progress)
+	err = partition(d, s, size)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return err
 	}
-	return setVolumeIDs(file, s, []uint64{firstLBA, firstLBA + SlotMiB*MiB/sectorSize})
+	// The data partition stays empty: the appliance creates its file
+	// system on first boot.
+	return copySlots(file, slot, progress)
 }
 
-func fill(d *disk.Disk, s Spec, size int64, progress io.Writer) error {
+// Partition start sectors.
+const (
+	slotSectors = SlotMiB * MiB / sectorSize
+	slotAStart  = firstLBA
+	slotBStart  = slotAStart + slotSectors
+	dataStart   = slotBStart + slotSectors
+)
 
-	slotSectors := uint64(SlotMiB * MiB / sectorSize)
-	aStart := uint64(firstLBA)
-	bStart := aStart + slotSectors
-	dataStart := bStart + slotSectors
+func partition(d *disk.Disk, s Spec, size int64) error {
 	dataEnd := uint64(size/sectorSize) - gptBackup - 1
 	dataEnd -= (dataEnd + 1) % (MiB / sectorSize) // whole MiB
 	table := &gpt.Table{
@@ -107,36 +153,39 @@ func fill(d *disk.Disk, s Spec, size int64, progress io.Writer) error {
 		ProtectiveMBR:      true,
 		GUID:               ID(s.Board, s.Version, "disk").UUID(),
 		Partitions: []*gpt.Partition{
-			{Index: 1, Start: aStart, End: bStart - 1, Type: espType, Name: layout.SlotA, GUID: ID(s.Board, s.Version, layout.SlotA).UUID()},
-			{Index: 2, Start: bStart, End: dataStart - 1, Type: espType, Name: layout.SlotB, GUID: ID(s.Board, s.Version, layout.SlotB).UUID()},
+			{Index: 1, Start: slotAStart, End: slotBStart - 1, Type: espType, Name: layout.SlotA, GUID: ID(s.Board, s.Version, layout.SlotA).UUID()},
+			{Index: 2, Start: slotBStart, End: dataStart - 1, Type: espType, Name: layout.SlotB, GUID: ID(s.Board, s.Version, layout.SlotB).UUID()},
 			{Index: 3, Start: dataStart, End: dataEnd, Type: linuxType, Name: layout.Data, GUID: ID(s.Board, s.Version, layout.Data).UUID()},
 		},
 	}
 	if err := d.Partition(table); err != nil {
 		return fmt.Errorf("images: partition: %w", err)
 	}
-	for i, slot := range []struct {
-		label     string
-		removable bool
-	}{{"PQB-A", true}, {"PQB-B", false}} {
-		fmt.Fprintf(progress, "writing slot %s (%d MiB)\n", slot.label[4:], SlotMiB)
-		fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: i + 1, FSType: filesystem.TypeFat32, VolumeLabel: slot.label, Reproducible: true})
-		if err != nil {
-			return fmt.Errorf("images: FAT on slot %s: %w", slot.label, err)
-		}
-		paths := []string{layout.UKIPath}
-		if slot.removable {
-			paths = append(paths, layout.RemovablePath)
-		}
-		for _, p := range paths {
-			if err := writeFile(fs, p, s.UKI); err != nil {
-				return fmt.Errorf("images: slot %s: %w", slot.label, err)
-			}
+	return nil
+}
+
+// copySlots writes the slot image into both slot partitions of the disk.
+func copySlots(file, slot string, progress io.Writer) error {
+	src, err := os.Open(slot)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	for _, p := range []struct {
+		name  string
+		start int64
+	}{{"A", slotAStart}, {"B", slotBStart}} {
+		fmt.Fprintf(progress, "writing slot %s (%d MiB)\n", p.name, SlotMiB)
+		if _, err := io.Copy(io.NewOffsetWriter(dst, p.start*sectorSize), io.NewSectionReader(src, 0, SlotMiB*MiB)); err != nil {
+			return fmt.Errorf("images: slot %s: %w", p.name, err)
 		}
 	}
-	// The data partition stays empty: the appliance creates its file system
-	// on first boot.
-	return nil
+	return dst.Close()
 }
 
 func writeFile(fs filesystem.FileSystem, p string, data []byte) error {
@@ -153,21 +202,18 @@ func writeFile(fs filesystem.FileSystem, p string, data []byte) error {
 	return f.Close()
 }
 
-// setVolumeIDs writes FAT32 volume serial numbers derived from board and
-// version into both boot sectors of each slot; go-diskfs leaves them zero in
-// reproducible mode.
-func setVolumeIDs(file string, s Spec, starts []uint64) error {
+// setVolumeID writes a FAT32 volume serial number into both boot sectors
+// (the boot sector and its backup) of the file system starting at byte off;
+// go-diskfs leaves it zero in reproducible mode.
+func setVolumeID(file string, off int64, id Identifier) error {
 	f, err := os.OpenFile(file, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	for i, start := range starts {
-		id := ID(s.Board, s.Version, fmt.Sprintf("fat%d", i))
-		for _, sector := range []uint64{0, 6} { // boot sector and its backup
-			if _, err := f.WriteAt(id[:4], int64((start+sector)*sectorSize+0x43)); err != nil {
-				return fmt.Errorf("images: volume id: %w", err)
-			}
+	for _, sector := range []int64{0, 6} {
+		if _, err := f.WriteAt(id[:4], off+sector*sectorSize+0x43); err != nil {
+			return fmt.Errorf("images: volume id: %w", err)
 		}
 	}
 	return f.Close()

@@ -57,9 +57,11 @@ func TestWriteRawLayout(t *testing.T) {
 			t.Errorf("%s starts at sector %d, not MiB-aligned", p.Name, p.Start)
 		}
 	}
+	// Both slots carry the UKI at both paths, so any slot boots from an
+	// empty NVRAM, and both are the one slot image, byte for byte.
 	for i, files := range []map[string]bool{
 		{layout.UKIPath: true, layout.RemovablePath: true},
-		{layout.UKIPath: true, layout.RemovablePath: false},
+		{layout.UKIPath: true, layout.RemovablePath: true},
 	} {
 		fs, err := d.GetFilesystem(i + 1)
 		if err != nil {
@@ -84,12 +86,24 @@ func TestWriteRawLayout(t *testing.T) {
 	}
 	// The FAT volume ids are derived, not zero.
 	raw, _ := os.ReadFile(path)
+	fatID := ID(spec.Board, spec.Version, "fat")
 	for i, start := range []uint64{table.Partitions[0].Start, table.Partitions[1].Start} {
 		id := binary.LittleEndian.Uint32(raw[start*512+0x43:])
-		want := ID(spec.Board, spec.Version, []string{"fat0", "fat1"}[i])
-		if id != binary.LittleEndian.Uint32(want[:4]) {
+		if id != binary.LittleEndian.Uint32(fatID[:4]) {
 			t.Errorf("slot %d volume id %08x not derived", i+1, id)
 		}
+	}
+	a, b := table.Partitions[0], table.Partitions[1]
+	slotA, slotB := raw[a.Start*512:][:a.Size], raw[b.Start*512:][:b.Size]
+	if !bytes.Equal(slotA, slotB) {
+		t.Error("the two slots of a fresh disk differ")
+	}
+	slot := filepath.Join(t.TempDir(), "slot.img")
+	if err := WriteSlot(slot, spec); err != nil {
+		t.Fatal(err)
+	}
+	if img, _ := os.ReadFile(slot); !bytes.Equal(img, slotA) {
+		t.Error("WriteSlot's image differs from the slot on the disk: an update would not reproduce the flashed bits")
 	}
 }
 

@@ -9,8 +9,8 @@ import (
 
 // Frame classes on the appliance's WAN. The tunnel may only ever put IKE
 // and ESP-in-UDP there; the rest is the appliance's own link and control
-// plane (address resolution, its DHCP lease, time) and the ICMP errors the
-// edge answers those with.
+// plane (address resolution, its DHCP lease, time, firmware updates over
+// HTTPS) and the ICMP errors the edge answers those with.
 const (
 	ClassIKE       = "ike" // UDP 500, or 4500 with the non-ESP marker
 	ClassKeepalive = "natt-keepalive"
@@ -18,6 +18,7 @@ const (
 	ClassARP       = "arp"
 	ClassDHCP      = "dhcp"
 	ClassNTP       = "ntp"
+	ClassUpdate    = "update-https" // TCP to or from the update server's port
 	ClassICMPError = "icmp-error" // quoting one of the classes above
 	ClassIPv6ND    = "ipv6-link-control"
 	ClassOther     = "other" // anything else: a test failure
@@ -112,6 +113,8 @@ func (c *Classifier) classifyIPv4(p []byte, quoted bool) Verdict {
 	switch proto {
 	case 17:
 		v = Verdict{Class: classifyUDP(body)}
+	case 6:
+		v = Verdict{Class: classifyTCP(body)}
 	case 1:
 		if quoted {
 			return Verdict{Class: ClassOther}
@@ -124,6 +127,18 @@ func (c *Classifier) classifyIPv4(p []byte, quoted bool) Verdict {
 		c.frags[key] = v.Class
 	}
 	return v
+}
+
+// classifyTCP accepts only the appliance's connections to the update
+// server: nothing else on the WAN speaks TCP.
+func classifyTCP(b []byte) string {
+	if len(b) < 20 {
+		return ClassOther
+	}
+	if src, dst := binary.BigEndian.Uint16(b[0:2]), binary.BigEndian.Uint16(b[2:4]); src == UpdatePort || dst == UpdatePort {
+		return ClassUpdate
+	}
+	return ClassOther
 }
 
 func classifyUDP(b []byte) string {

@@ -41,6 +41,14 @@ func udp(sport, dport uint16, data []byte) []byte {
 	return append(h, data...)
 }
 
+func tcp(sport, dport uint16) []byte {
+	h := make([]byte, 20)
+	binary.BigEndian.PutUint16(h[0:], sport)
+	binary.BigEndian.PutUint16(h[2:], dport)
+	h[12] = 5 << 4
+	return h
+}
+
 func icmpUnreachable(quoted []byte) []byte {
 	return append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, quoted...)
 }
@@ -66,6 +74,9 @@ func TestClassifier(t *testing.T) {
 			icmpUnreachable(ipv4(applianceWAN, edgeWAN, 17, 3, 0, udp(4500, 4500, nil))))), ClassICMPError, ""},
 		{"cleartext LAN ping", ether(0x0800, ipv4(lanClient, dcHost, 1, 7, 0, make([]byte, 64))), ClassOther, "LAN address"},
 		{"masqueraded TCP with the marker", ether(0x0800, ipv4(applianceWAN, dcHost, 6, 8, 0, tcpWithMarker)), ClassOther, "LAN address"},
+		{"HTTPS to the update server", ether(0x0800, ipv4(applianceWAN, edgeWAN, 6, 15, 0, tcp(40000, UpdatePort))), ClassUpdate, ""},
+		{"HTTPS from the update server", ether(0x0800, ipv4(edgeWAN, applianceWAN, 6, 16, 0, tcp(UpdatePort, 40000))), ClassUpdate, ""},
+		{"TCP to another port", ether(0x0800, ipv4(applianceWAN, edgeWAN, 6, 17, 0, tcp(40000, 443))), ClassOther, ""},
 		{"WAN TCP with the marker", ether(0x0800, ipv4(applianceWAN, edgeWAN, 6, 9, 0, tcpWithMarker)), ClassOther, "payload marker"},
 		{"marker inside UDP 500", ether(0x0800, ipv4(applianceWAN, edgeWAN, 17, 10, 0, udp(500, 500, marker))), ClassIKE, "payload marker"},
 		{"unreachable quoting LAN traffic", ether(0x0800, ipv4(edgeWAN, applianceWAN, 1, 11, 0,

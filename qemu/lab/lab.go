@@ -51,14 +51,17 @@ type Options struct {
 
 // Lab is a running test world.
 type Lab struct {
-	Site   *edge.Site // Site.GW runs strongSwan and DHCP; Site.Host is dc
-	Edge   *edge.Edge
-	LAN    *netns.NS // the LAN client host, 198.18.1.10
-	VM     *qemu.VM
-	dhcp   *exec.Cmd
-	ntp    *net.UDPConn
-	taps   []*os.File
-	tmpDir string
+	Site  *edge.Site // Site.GW runs strongSwan and DHCP; Site.Host is dc
+	Edge  *edge.Edge
+	LAN   *netns.NS // the LAN client host, 198.18.1.10
+	VM    *qemu.VM
+	dhcp  *exec.Cmd
+	ntp   *net.UDPConn
+	clock clock
+	// updates is the HTTPS update server (see Publish).
+	updates *updateServer
+	taps    []*os.File
+	tmpDir  string
 }
 
 // Start builds the world and boots the appliance. On error everything
@@ -91,7 +94,10 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := l.startDHCP(ctx); err != nil {
 		return nil, err
 	}
-	if l.ntp, err = serveNTP(l.Site.GW, edge.EdgeWANAddr); err != nil {
+	if l.ntp, err = serveNTP(l.Site.GW, edge.EdgeWANAddr, &l.clock); err != nil {
+		return nil, err
+	}
+	if err := l.startUpdateServer(); err != nil {
 		return nil, err
 	}
 	l.Edge, err = edge.Start(ctx, edge.Options{
@@ -169,6 +175,9 @@ func (l *Lab) Close() error {
 	}
 	if l.ntp != nil {
 		l.ntp.Close()
+	}
+	if l.updates != nil {
+		l.updates.srv.Close()
 	}
 	if l.dhcp != nil {
 		l.dhcp.Process.Kill()

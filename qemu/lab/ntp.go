@@ -13,12 +13,12 @@ import (
 // ntpEpochOffset is the seconds between the NTP epoch (1900) and Unix's.
 const ntpEpochOffset = 2208988800
 
-// serveNTP answers SNTP on addr:123 inside ns with the host's clock, as
+// serveNTP answers SNTP on addr:123 inside ns with the lab's clock, as
 // the edge's time server: the board's default config syncs from the edge,
 // and without an answer the appliance waits for time before it starts the
 // tunnel, which the lab's figures would then include. The caller closes
 // the returned connection to stop it.
-func serveNTP(ns *netns.NS, addr string) (*net.UDPConn, error) {
+func serveNTP(ns *netns.NS, addr string, c *clock) (*net.UDPConn, error) {
 	var conn *net.UDPConn
 	if err := ns.Do(func() error {
 		var err error
@@ -27,12 +27,12 @@ func serveNTP(ns *netns.NS, addr string) (*net.UDPConn, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("lab: ntp server: %w", err)
 	}
-	go answerNTP(conn)
+	go answerNTP(conn, c)
 	return conn, nil
 }
 
 // answerNTP answers requests on conn until it is closed.
-func answerNTP(conn *net.UDPConn) {
+func answerNTP(conn *net.UDPConn, c *clock) {
 	buf := make([]byte, 512)
 	for {
 		n, peer, err := conn.ReadFromUDP(buf)
@@ -42,15 +42,16 @@ func answerNTP(conn *net.UDPConn) {
 		if err != nil {
 			continue
 		}
-		if reply, ok := ntpReply(buf[:n], time.Now()); ok {
+		if reply, ok := ntpReply(buf[:n], c.Now); ok {
 			conn.WriteToUDP(reply, peer)
 		}
 	}
 }
 
 // ntpReply answers a client request (mode 3) as a stratum-2 server whose
-// clock is now.
-func ntpReply(req []byte, now time.Time) ([]byte, bool) {
+// clock is clock.
+func ntpReply(req []byte, clock func() time.Time) ([]byte, bool) {
+	now := clock()
 	if len(req) < 48 || req[0]&0x7 != 3 {
 		return nil, false
 	}
@@ -66,7 +67,7 @@ func ntpReply(req []byte, now time.Time) ([]byte, bool) {
 	putNTPTime(r[16:], now.Add(-time.Minute)) // reference: last set a minute ago
 	copy(r[24:32], req[40:48])                // originate = the client's transmit
 	putNTPTime(r[32:], now)                   // receive
-	putNTPTime(r[40:], time.Now())            // transmit
+	putNTPTime(r[40:], clock())               // transmit
 	return r, true
 }
 

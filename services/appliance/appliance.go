@@ -15,12 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pqbranch/pqbranch/release"
 	"github.com/pqbranch/pqbranch/services/config"
 	"github.com/pqbranch/pqbranch/services/ike"
 	"github.com/pqbranch/pqbranch/services/logring"
 	"github.com/pqbranch/pqbranch/services/network"
 	"github.com/pqbranch/pqbranch/services/status"
 	"github.com/pqbranch/pqbranch/services/supervise"
+	"github.com/pqbranch/pqbranch/services/watchdog"
 )
 
 // Tunnel is the IPsec tunnel service (package ike provides it).
@@ -33,6 +35,8 @@ type Tunnel interface {
 // Options are the appliance's inputs besides the config file.
 type Options struct {
 	Version, Board, Slot string
+	// Release is the running firmware's release file.
+	Release release.Release
 
 	ConfigPath    string // default config.DefaultPath
 	DefaultConfig []byte // the board's config, used when the file is missing
@@ -40,9 +44,12 @@ type Options struct {
 	WAN, LAN    network.Match
 	SysClassNet string // default /sys/class/net
 
-	Watchdog   string   // watchdog device; empty: none
-	DataMounts []string // unmounted on shutdown, e.g. /data
-	ResultFile string   // latest update result (JSON status.UpdateResult)
+	Watchdog string // watchdog device; empty: none
+	// WatchdogDevice is the watchdog init already armed; when nil and
+	// Watchdog is set, Run opens it.
+	WatchdogDevice watchdog.Device
+	DataMounts     []string // unmounted on shutdown, e.g. /data
+	ResultFile     string   // latest update result (JSON status.UpdateResult)
 
 	Console io.Writer // default os.Stdout
 	// ResolvConf is the resolver file the network service writes.

@@ -8,15 +8,37 @@ import (
 	"testing"
 )
 
-func TestBoardOptions(t *testing.T) {
-	o, err := BoardOptions("qemu-x86_64")
+// TestImageOptions reads the board from the files the build put into the
+// image, for a board that is not in the build's catalogue.
+func TestImageOptions(t *testing.T) {
+	board, err := os.ReadFile("../../boards/qemu-x86_64.json")
 	if err != nil {
 		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../boards/qemu-x86_64.config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	custom := strings.Replace(string(board), `"name": "qemu-x86_64"`, `"name": "branch-custom"`, 1)
+	custom = strings.Replace(custom, `"default_config": "qemu-x86_64.config.json"`, `"default_config": "elsewhere.json"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "board.json"), []byte(custom), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "default-config.json"), def, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := ImageOptions(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Board != "branch-custom" || !bytes.Equal(o.DefaultConfig, def) {
+		t.Fatalf("board %q, default config %d bytes", o.Board, len(o.DefaultConfig))
 	}
 	if o.WAN.Driver != "virtio_net" || o.WAN.Index == nil || *o.WAN.Index != 0 || o.LAN.Index == nil || *o.LAN.Index != 1 {
 		t.Fatalf("nic matches %+v %+v", o.WAN, o.LAN)
 	}
-	if len(o.DefaultConfig) == 0 || o.Watchdog != "/dev/watchdog" || o.Tunnel == nil {
+	if o.Watchdog != "/dev/watchdog" || o.Tunnel == nil {
 		t.Fatalf("options %+v", o)
 	}
 }

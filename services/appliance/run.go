@@ -75,12 +75,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	defer signal.Stop(hup)
 	go a.store.Watch(supCtx, hup)
 
-	if a.opts.Watchdog != "" {
-		if dev, err := watchdog.Open(a.opts.Watchdog); err != nil {
+	dev := a.opts.WatchdogDevice
+	if dev == nil && a.opts.Watchdog != "" {
+		if dev, err = watchdog.Open(a.opts.Watchdog); err != nil {
 			a.log.Error("watchdog unavailable", "err", err)
-		} else {
-			go watchdog.Pet(supCtx, a.log, dev, a.sup.Healthy, 5*time.Second)
 		}
+	}
+	if dev != nil {
+		go watchdog.Pet(supCtx, a.log, dev, a.sup.Healthy, 5*time.Second)
 	}
 
 	pwr := make(chan os.Signal, 1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/pqbranch/pqbranch/release"
 	"github.com/pqbranch/pqbranch/services/appliance"
 	"golang.org/x/sys/unix"
 )
@@ -16,13 +17,8 @@ const dataDir = "/data"
 // tunnel, update agent, status) in the background. It runs for the life of
 // the machine, so it does not inherit ctx's cancellation: it ends through a
 // power signal, after stopping everything cleanly.
-func startAppliance(ctx context.Context, rel Release, slot string) {
-	opts, err := appliance.BoardOptions(rel.Board)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "init: appliance: %v\n", err)
-		return
-	}
-	opts.Version, opts.Slot = rel.Version, slot
+func startAppliance(ctx context.Context, rel release.Release, slot string, opts appliance.Options) {
+	opts.Release, opts.Version, opts.Slot = rel, rel.Version, slot
 	opts.PowerSignals = os.Getpid() == 1
 	opts.SetHostname = opts.PowerSignals
 	if rel.Profile == "dev" {
