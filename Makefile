@@ -4,12 +4,13 @@
 BOARD   ?= qemu-x86_64
 PROFILE ?= dev
 GO      ?= go
+SHELL   := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 
 PQBUILD := out/bin/pqbuild
 IMAGE   := out/$(BOARD)/disk.img
 
-.PHONY: all image run test bench flash tools deps-image deps-run deps-test clean FORCE
+.PHONY: all image run test powercut bench flash tools keygen deps-image deps-run deps-test clean FORCE
 
 all: image
 
@@ -32,6 +33,20 @@ run: deps-run image
 # both cores.
 test: deps-test image
 	PQB_ACCEL=$$($(PQBUILD) accel) $(GO) test -p 1 -count=1 -timeout 80m ./...
+
+# Pull the plug on an updating box 20 times or more (POWERCUTS=N) at random
+# moments of the download, the read-back, the boot-entry switch and the
+# first boot; prints each cut and the tally per phase.
+POWERCUTS ?= 20
+powercut: deps-test image
+	@set -o pipefail; PQB_ACCEL=$$($(PQBUILD) accel) PQB_POWERCUTS=$(POWERCUTS) $(GO) test -count=1 -timeout 180m \
+		-run '^TestUpdatePowerCuts$$' -v ./qemu/lab/ | grep -E '(cut [0-9]+|update [0-9]+:|TALLY|random seed|^(---|ok|FAIL|PASS)|_test.go)'
+
+# A release signing key: make keygen KEY=release.key (the public keyring
+# goes to release.pub, for `pqbuild image -trust` and `bundle verify -keys`).
+keygen: $(PQBUILD)
+	@test -n "$(KEY)" || { echo "usage: make keygen KEY=path/to/release.key"; exit 2; }
+	@$(PQBUILD) keygen -out $(KEY) -pub $(basename $(KEY)).pub
 
 # Build, boot and tunnel figures, then the IKE handshake's CPU cost next to
 # the crypto floor and next to strongSwan's own initiator.

@@ -19,7 +19,41 @@ import (
 	"github.com/pqbranch/pqbranch/images/uki"
 	"github.com/pqbranch/pqbranch/initramfs"
 	"github.com/pqbranch/pqbranch/initramfs/kmod"
+	"github.com/pqbranch/pqbranch/release"
+	"github.com/pqbranch/pqbranch/update/bundle"
 )
+
+// Beside disk.img in out/<board>: the signed update bundle, and the keyring
+// the image trusts (the same file as the image's /etc/pqbranch/update-keys.json).
+const (
+	BundleName = "update.pqb"
+	KeysName   = "update-keys.json"
+)
+
+// inImage turns an absolute path inside the image into an archive path.
+func inImage(p string) string { return strings.TrimPrefix(p, "/") }
+
+// writeBundle signs the slot image into an update bundle at path.
+func writeBundle(path, slot string, rel release.Release, s *signer) error {
+	in, err := os.Open(slot)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := bundle.Write(out, rel, in, st.Size(), s.key); err != nil {
+		out.Close()
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return out.Close()
+}
 
 // Options select what to build.
 type Options struct {
@@ -31,6 +65,23 @@ type Options struct {
 	OutDir   string
 	CacheDir string
 	Progress io.Writer
+	// Key is the release signing key's file; empty: the development key in
+	// the cache (created on first use).
+	Key string
+	// Trust lists keyring files whose keys the image trusts besides the
+	// signing key: how a release rotates to a new key.
+	Trust []string
+	// Fault bakes a failure into a dev image (release.Fault*), for the
+	// rollback tests. Never set for prod.
+	Fault string
+	// Version and Epoch, when set, override what the checkout says (as
+	// PQB_VERSION and SOURCE_DATE_EPOCH do): tests build several releases
+	// of one tree.
+	Version string
+	Epoch   int64
+	// BundleOnly skips the disk images: a release that only ever arrives
+	// as an update (the tests' releases) needs its bundle alone.
+	BundleOnly bool
 }
 
 // Result is what a build produced.
@@ -58,7 +109,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	p := newSteps(o.Progress, 7)
+	p := newSteps(o.Progress, 8)
 	if o.Profile == "" {
 		o.Profile = initramfs.Dev
 	}
@@ -79,6 +130,20 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	rel, err := CurrentRelease(ctx, o.RepoDir)
 	if err != nil {
+		return nil, err
+	}
+	sign, err := loadSigner(o.Key, o.CacheDir, o.Trust)
+	if err != nil {
+		return nil, err
+	}
+	if o.Version != "" {
+		rel.Version = o.Version
+	}
+	if o.Epoch != 0 {
+		rel.Epoch = o.Epoch
+	}
+	rel.Board, rel.Profile, rel.DevKey, rel.Fault = board.Name, o.Profile, sign.dev, o.Fault
+	if err := rel.Validate("build"); err != nil {
 		return nil, err
 	}
 	p.step("pqbranch %s, board %s, profile %s", rel.Version, board.Name, o.Profile)
@@ -112,15 +177,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	p.step("initramfs")
-	release := map[string]string{"version": rel.Version, "board": board.Name, "profile": o.Profile, "kernel": kernel.release}
-	releaseJSON, _ := json.MarshalIndent(release, "", "  ")
+	rel.Kernel = kernel.release
 	boardJSON, _ := json.MarshalIndent(board, "", "  ")
 	files := map[string][]byte{
-		"etc/pqbranch/release.json": append(releaseJSON, '\n'),
-		"etc/pqbranch/board.json":   append(boardJSON, '\n'),
+		inImage(release.File):      rel.Marshal(),
+		inImage(release.BoardFile): append(boardJSON, '\n'),
+		inImage(release.KeysFile):  sign.ring.Marshal(),
 	}
 	if defaultConfig != nil {
-		files["etc/pqbranch/default-config.json"] = defaultConfig
+		files[inImage(release.DefaultConfigFile)] = defaultConfig
 	}
 	base, app, err := initramfs.Segments(initramfs.Spec{
 		Binary: bin, Applets: applets,
@@ -174,20 +239,40 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := os.WriteFile(filepath.Join(stage, "pqbranch.efi"), efi, 0o644); err != nil {
 		return nil, err
 	}
-	if err := images.WriteRaw(rawPath, images.Spec{Board: board.Name, Version: rel.Version, SizeMiB: board.Disk.SizeMiB, UKI: efi, Epoch: rel.Epoch}, o.Progress); err != nil {
+	spec := images.Spec{Board: board.Name, Version: rel.Version, SizeMiB: board.Disk.SizeMiB, UKI: efi, Epoch: rel.Epoch,
+		Slot: filepath.Join(work, "slot.img")}
+	if err := images.WriteSlot(spec.Slot, spec); err != nil {
 		return nil, err
 	}
-	if err := images.QCOW2(rawPath, filepath.Join(stage, "disk.qcow2"), runQuiet(ctx)); err != nil {
+	artifacts := []string{"pqbranch.efi", BundleName, KeysName}
+	if !o.BundleOnly {
+		if err := images.WriteRaw(rawPath, spec, o.Progress); err != nil {
+			return nil, err
+		}
+		if err := images.QCOW2(rawPath, filepath.Join(stage, "disk.qcow2"), runQuiet(ctx)); err != nil {
+			return nil, err
+		}
+		artifacts = append(artifacts, "disk.img", "disk.qcow2")
+	}
+	p.step("update bundle")
+	if rel.BuildID, err = debpkg.FileSHA256(spec.Slot); err != nil {
 		return nil, err
 	}
+	if err := writeBundle(filepath.Join(stage, BundleName), spec.Slot, rel, sign); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(stage, KeysName), sign.ring.Marshal(), 0o644); err != nil {
+		return nil, err
+	}
+	p.detail("signed by %s", sign.ring.Keys[0].Name)
 	m := Manifest{
-		Version: rel.Version, Board: board.Name, Profile: o.Profile, SourceDateEpoch: rel.Epoch,
-		Kernel: ManifestKernel{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Release: kernel.release},
+		Release: rel,
+		Kernel:  ManifestKernel{Package: board.Kernel.Package, Version: board.Kernel.Version, SHA256: board.Kernel.SHA256, Release: kernel.release},
 		Initramfs: ManifestInitramfs{Compression: compression, Size: int64(len(initrd)), RawSize: int64(rawSize),
 			Segments: []int64{int64(len(baseZ)), int64(len(appZ))}},
 		Cmdline: cmdline,
 	}
-	if err := m.addArtifacts(stage, "disk.img", "disk.qcow2", "pqbranch.efi"); err != nil {
+	if err := m.addArtifacts(stage, artifacts...); err != nil {
 		return nil, err
 	}
 	if err := m.write(filepath.Join(stage, "manifest.json")); err != nil {

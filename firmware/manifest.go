@@ -6,19 +6,19 @@ import (
 	"path/filepath"
 
 	"github.com/pqbranch/pqbranch/firmware/debpkg"
+	"github.com/pqbranch/pqbranch/release"
 )
 
 // Manifest describes one build's outputs; update bundles and the fleet side
 // identify firmware by it.
 type Manifest struct {
-	Version         string              `json:"version"`
-	Board           string              `json:"board"`
-	Profile         string              `json:"profile"`
-	SourceDateEpoch int64               `json:"source_date_epoch"`
-	Kernel          ManifestKernel      `json:"kernel"`
-	Initramfs       ManifestInitramfs   `json:"initramfs"`
-	Cmdline         string              `json:"cmdline"`
-	Artifacts       map[string]Artifact `json:"artifacts"`
+	// Release is what the image's release.json and the bundle's manifest
+	// say; BuildID is the sha256 of the slot image.
+	Release   release.Release     `json:"release"`
+	Kernel    ManifestKernel      `json:"kernel"`
+	Initramfs ManifestInitramfs   `json:"initramfs"`
+	Cmdline   string              `json:"cmdline"`
+	Artifacts map[string]Artifact `json:"artifacts"`
 }
 
 type ManifestKernel struct {

@@ -248,3 +248,9 @@ func QCOW2(raw, out string, run func(name string, args ...string) error) error {
 	}
 	return os.Rename(tmp, filepath.Clean(out))
 }
+
+// SlotReader reads slot A of a disk image that WriteRaw wrote: the slot
+// image, exactly the payload of the release's update bundle.
+func SlotReader(disk io.ReaderAt) *io.SectionReader {
+	return io.NewSectionReader(disk, slotAStart*sectorSize, SlotMiB*MiB)
+}

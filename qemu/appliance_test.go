@@ -37,7 +37,7 @@ func TestApplianceInQEMU(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	vm := bootAppliance(ctx, t, b, img, net, state, m.Version)
+	vm := bootAppliance(ctx, t, b, img, net, state, m.Release.Version)
 	waitConsole(ctx, t, vm, `^init: data: first boot: created an ext4 file system on /dev/vda3$`)
 	waitConsole(ctx, t, vm, `^init: data: mounted /dev/vda3 \(pqb-data\) on /data$`)
 	waitConsole(ctx, t, vm, `first boot: wrote the board's default config.*file=/data/pqbranch.json`)
@@ -48,7 +48,7 @@ func TestApplianceInQEMU(t *testing.T) {
 	}
 	lease := wanLease(r)
 	t.Logf("WAN lease %s after %.1fs", lease, time.Since(vm.Started).Seconds())
-	checkReport(t, r, m.Version)
+	checkReport(t, r, m.Release.Version)
 	if !strings.Contains(net.dhcpTranscript(), "DHCPACK(wan0) "+lease.String()) {
 		t.Errorf("dnsmasq did not log the lease %s:\n%s", lease, net.dhcpTranscript())
 	}
@@ -79,7 +79,7 @@ func TestApplianceInQEMU(t *testing.T) {
 	}
 	vm.Stop()
 
-	vm = bootAppliance(ctx, t, b, img, net, state, m.Version)
+	vm = bootAppliance(ctx, t, b, img, net, state, m.Release.Version)
 	waitConsole(ctx, t, vm, `^init: data: mounted /dev/vda3 \(pqb-data\) on /data$`)
 	r, err = net.waitStatus(ctx, func(r *status.Report) bool { return wanLease(r).IsValid() })
 	if err != nil {

@@ -45,7 +45,7 @@ func TestBootBannerFromEmptyNVRAM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vm.Stop()
-	want := regexp.MustCompile(`^pqbranch ` + regexp.QuoteMeta(m.Version) + ` board=qemu-x86_64 slot=A$`)
+	want := regexp.MustCompile(`^pqbranch ` + regexp.QuoteMeta(m.Release.Version) + ` board=qemu-x86_64 slot=A$`)
 	line, err := vm.WaitLine(ctx, want)
 	if err != nil {
 		t.Fatalf("%v\nconsole:\n%s", err, vm.Console())

@@ -161,9 +161,23 @@ func (vm *VM) readConsole(r io.Reader, tee io.Writer) {
 }
 
 // WaitLine waits for a console line matching re, looking at every line
-// since boot, and returns it.
+// since QEMU started, and returns it.
 func (vm *VM) WaitLine(ctx context.Context, re *regexp.Regexp) (string, error) {
-	seen := 0
+	return vm.WaitLineAfter(ctx, 0, re)
+}
+
+// Mark is a position in the console, for WaitLineAfter: one QEMU process
+// prints every boot of the box when the guest reboots.
+func (vm *VM) Mark() int {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return len(vm.lines)
+}
+
+// WaitLineAfter waits for a console line matching re among those printed
+// after mark, and returns it.
+func (vm *VM) WaitLineAfter(ctx context.Context, mark int, re *regexp.Regexp) (string, error) {
+	seen := mark
 	for {
 		vm.mu.Lock()
 		lines, changed := vm.lines, vm.changed

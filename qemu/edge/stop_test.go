@@ -96,7 +96,12 @@ func TestStartFailureCleansUp(t *testing.T) {
 	needRoot(t)
 	ctx := testCtx(t, 10*time.Minute)
 	ns := newNS(t, ctx, "fail")
-	before := instanceDirs(t)
+	// Count only this test's instance dirs: other edges (a test beside
+	// this one, `make run`) create and remove theirs in the system temp
+	// dir at any time. Start makes its instance dir under $TMPDIR.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	before := instanceDirs(t, tmp)
 	_, err := Start(ctx, Options{NS: ns, Cache: testCache(t), Proposals: []string{"aes256gcm16-bogus"}, Auth: Auth{PSK: "x"}})
 	if err == nil {
 		t.Fatal("Start with a bogus proposal succeeded")
@@ -108,14 +113,15 @@ func TestStartFailureCleansUp(t *testing.T) {
 	if out, _ := exec.Command("ip", "netns", "pids", ns.Name).Output(); strings.TrimSpace(string(out)) != "" {
 		t.Errorf("processes left in %s: %s", ns.Name, out)
 	}
-	if after := instanceDirs(t); len(after) != len(before) {
+	if after := instanceDirs(t, tmp); len(after) != len(before) {
 		t.Errorf("instance dirs before %v, after %v", before, after)
 	}
 }
 
-func instanceDirs(t *testing.T) []string {
+// instanceDirs lists the edge instance dirs in dir.
+func instanceDirs(t *testing.T, dir string) []string {
 	t.Helper()
-	dirs, err := os.ReadDir(os.TempDir())
+	dirs, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ const (
 	ClassDHCP      = "dhcp"
 	ClassNTP       = "ntp"
 	ClassUpdate    = "update-https" // TCP to or from the update server's port
-	ClassICMPError = "icmp-error" // quoting one of the classes above
+	ClassICMPError = "icmp-error"   // quoting one of the classes above
 	ClassIPv6ND    = "ipv6-link-control"
 	ClassOther     = "other" // anything else: a test failure
 )

@@ -47,17 +47,24 @@ type Options struct {
 	// BeforeBoot, when set, runs once the world is wired and before QEMU
 	// starts, e.g. to watch the WAN from the appliance's first frame.
 	BeforeBoot func(*Lab) error
+	// StateDir, when set, keeps the box's disk and NVRAM there (see
+	// qemu.Config.StateDir), so PowerCut and PowerOn act on one box.
+	StateDir string
+	// Time, when set, is what the lab's time server says at the start.
+	Time time.Time
 }
 
 // Lab is a running test world.
 type Lab struct {
-	Site  *edge.Site // Site.GW runs strongSwan and DHCP; Site.Host is dc
-	Edge  *edge.Edge
-	LAN   *netns.NS // the LAN client host, 198.18.1.10
-	VM    *qemu.VM
-	dhcp  *exec.Cmd
-	ntp   *net.UDPConn
-	clock clock
+	Site *edge.Site // Site.GW runs strongSwan and DHCP; Site.Host is dc
+	Edge *edge.Edge
+	LAN  *netns.NS // the LAN client host, 198.18.1.10
+	VM   *qemu.VM
+	// vmConfig starts the VM again after a power cut.
+	vmConfig qemu.Config
+	dhcp     *exec.Cmd
+	ntp      *net.UDPConn
+	clock    clock
 	// updates is the HTTPS update server (see Publish).
 	updates *updateServer
 	taps    []*os.File
@@ -133,9 +140,32 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
+	if !o.Time.IsZero() {
+		l.SetTime(o.Time)
+	}
 	fmt.Fprintln(o.Progress, "lab: booting the appliance")
-	l.VM, err = qemu.Start(ctx, qemu.Config{Board: o.Board, Image: o.Image, NICs: l.taps, Console: o.Console, Stdin: o.Stdin})
+	l.vmConfig = qemu.Config{Board: o.Board, Image: o.Image, NICs: l.taps, Console: o.Console, Stdin: o.Stdin, StateDir: o.StateDir}
+	l.VM, err = qemu.Start(ctx, l.vmConfig)
 	return l, err
+}
+
+// PowerCut kills QEMU at once, as pulling the plug would: nothing in the
+// guest gets to sync or unmount.
+func (l *Lab) PowerCut() error {
+	if l.vmConfig.StateDir == "" {
+		return errors.New("lab: power cut needs Options.StateDir, or the box's disk goes with the VM")
+	}
+	return l.VM.Stop()
+}
+
+// PowerOn starts the box again on the same disk and NVRAM.
+func (l *Lab) PowerOn(ctx context.Context) error {
+	vm, err := qemu.Start(ctx, l.vmConfig)
+	if err != nil {
+		return err
+	}
+	l.VM = vm
+	return nil
 }
 
 // startDHCP serves the appliance's WAN from the edge namespace. dnsmasq

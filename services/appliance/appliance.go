@@ -23,6 +23,7 @@ import (
 	"github.com/pqbranch/pqbranch/services/status"
 	"github.com/pqbranch/pqbranch/services/supervise"
 	"github.com/pqbranch/pqbranch/services/watchdog"
+	"github.com/pqbranch/pqbranch/update/agent"
 )
 
 // Tunnel is the IPsec tunnel service (package ike provides it).
@@ -43,6 +44,9 @@ type Options struct {
 	// WAN and LAN pick the NICs, from the board file.
 	WAN, LAN    network.Match
 	SysClassNet string // default /sys/class/net
+
+	// Updates wires the A/B update agent; nil: no updates on this box.
+	Updates *Updates
 
 	Watchdog string // watchdog device; empty: none
 	// WatchdogDevice is the watchdog init already armed; when nil and
@@ -89,6 +93,7 @@ type Appliance struct {
 
 	defaults atomic.Bool // running the board default config, the file being unusable
 	sup      *supervise.Supervisor
+	agent    atomic.Pointer[agent.Agent] // the update agent while it runs
 }
 
 // New sets up logging and loads the config. It fails only when there is no

@@ -2,11 +2,10 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,7 +21,7 @@ import (
 // services builds the supervised services, in start order. Each reads the
 // config in force when it starts, so restarting one applies a new config.
 func (a *Appliance) services(clock *clockHolder) []supervise.Service {
-	return []supervise.Service{
+	svcs := []supervise.Service{
 		{Name: "network", Critical: true, Run: func(ctx context.Context) error {
 			cfg := a.store.Current()
 			if a.opts.SetHostname {
@@ -56,20 +55,20 @@ func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 			}
 			return a.opts.Tunnel.Run(ctx, cfg, a.log.With("svc", "tunnel"))
 		}},
-		{Name: "update", Run: func(ctx context.Context) error {
-			// The A/B update agent is not written yet; the maintenance
-			// window is validated and waiting in the config.
-			<-ctx.Done()
-			return nil
-		}},
 		{Name: "status", Run: func(ctx context.Context) error {
 			return status.Serve(ctx, a.log.With("svc", "status"), a.statusSources(clock), a.statusAddrs()...)
 		}},
 	}
+	// A box without A/B slots and UEFI variables has no update service
+	// (status says why) rather than one that fails for ever.
+	if u := a.opts.Updates; u != nil && u.Unavailable == nil {
+		svcs = slices.Insert(svcs, len(svcs)-1, supervise.Service{Name: "update", Run: a.runUpdate})
+	}
+	return svcs
 }
 
 // reloadable are the services a new config restarts, in start order.
-var reloadable = []string{"network", "time", "firewall", "tunnel", "status"}
+var reloadable = []string{"network", "time", "firewall", "tunnel", "update", "status"}
 
 func (a *Appliance) firewallSpec() firewall.Spec {
 	return firewall.SpecFrom(a.store.Current(), a.roles.WAN, a.roles.LAN)
@@ -91,7 +90,7 @@ func (a *Appliance) statusSources(clock *clockHolder) *status.Sources {
 		Roles:  map[string]string{a.roles.WAN: "wan", a.roles.LAN: "lan"},
 		Clock:  clock.status,
 		Config: a.configState,
-		Update: a.updateResult,
+		Update: a.updateStatus,
 		Log:    a.ring,
 	}
 	if a.sup != nil {
@@ -116,17 +115,21 @@ func (a *Appliance) configState() status.ConfigState {
 	return st
 }
 
-func (a *Appliance) updateResult() status.UpdateResult {
-	var r status.UpdateResult
-	if a.opts.ResultFile == "" {
-		return r
+func (a *Appliance) updateStatus() status.UpdateStatus {
+	var u status.UpdateStatus
+	if ag := a.agent.Load(); ag != nil {
+		u.Status = ag.Status()
+	} else if up := a.opts.Updates; up == nil || up.Unavailable != nil {
+		u.Unavailable = "no boot disk with A/B slots and UEFI variables"
+		if up != nil {
+			u.Unavailable = up.Unavailable.Error()
+		}
 	}
-	b, err := os.ReadFile(a.opts.ResultFile)
-	if err != nil {
-		return r
+	if up := a.opts.Updates; up != nil && up.Order != nil {
+		var err error
+		if u.BootOrder, u.BootNext, err = up.Order(); err != nil {
+			u.Reason += fmt.Sprintf(" (boot entries: %v)", err)
+		}
 	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return status.UpdateResult{Result: "unknown", Detail: fmt.Sprintf("unreadable %s", a.opts.ResultFile)}
-	}
-	return r
+	return u
 }

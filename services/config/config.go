@@ -5,9 +5,13 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/json"
 	"net/netip"
+	"time"
 
-	"github.com/pqbranch/pqbranch/services/ike"
+	"github.com/pqbranch/pqbranch/services/ike/ikeconf"
+	"github.com/pqbranch/pqbranch/update/window"
 )
 
 // DefaultPath is where the appliance keeps its configuration. It lives on the
@@ -16,16 +20,16 @@ const DefaultPath = "/data/pqbranch.json"
 
 // Config is the whole appliance configuration.
 type Config struct {
-	Hostname string      `json:"hostname"`
-	MTU      int         `json:"mtu,omitempty"` // 0 keeps 1500
-	WAN      WAN         `json:"wan"`
-	LAN      LAN         `json:"lan"`
-	DNS      DNS         `json:"dns"`
-	Routes   []Route     `json:"routes,omitempty"`
-	Firewall Firewall    `json:"firewall"`
-	Tunnel   *ike.Config `json:"tunnel"` // nil: no tunnel, remote subnets unreachable
-	Time     Time        `json:"time"`
-	Update   Update      `json:"update"`
+	Hostname string          `json:"hostname"`
+	MTU      int             `json:"mtu,omitempty"` // 0 keeps 1500
+	WAN      WAN             `json:"wan"`
+	LAN      LAN             `json:"lan"`
+	DNS      DNS             `json:"dns"`
+	Routes   []Route         `json:"routes,omitempty"`
+	Firewall Firewall        `json:"firewall"`
+	Tunnel   *ikeconf.Config `json:"tunnel"` // nil: no tunnel, remote subnets unreachable
+	Time     Time            `json:"time"`
+	Update   Update          `json:"update"`
 }
 
 // WAN is the uplink side.
@@ -82,12 +86,32 @@ type Time struct {
 	NTP []string `json:"ntp,omitempty"` // "host" or "host:port"
 }
 
-// Update prepares A/B updates; only the window is used so far.
+// Update is how the appliance takes A/B updates. The fields are kept as
+// written in the file (so the config marshals back to what was read);
+// Parse and Load fill Parsed with the values the update agent uses.
 type Update struct {
-	// Window is when the appliance may install an update and reboot,
-	// e.g. "Sun 02:00-04:00" or "daily 03:00-04:00". Empty: any time.
-	Window string `json:"window,omitempty"`
-	URL    string `json:"url,omitempty"`
+	// Window is when an update may reboot the appliance: a string
+	// "Sun 02:00-04:00" or an object {"start_hour": 2, "duration_hours": 2,
+	// ...}, see window.Parse. Absent: any time.
+	Window json.RawMessage `json:"window,omitempty"`
+	// URL is the https URL of the update server. Empty: no automatic
+	// checks, only bundles installed by hand.
+	URL string `json:"url,omitempty"`
+	// CA is PEM text with the certificates the server's chain must lead to;
+	// required with URL, as the appliance carries no public root store.
+	CA string `json:"ca,omitempty"`
+	// TrialTimeout bounds the first boot of a new slot: unhealthy for this
+	// long and it rolls back. A Go duration, 1m..2h; empty: 10m.
+	TrialTimeout string `json:"trial_timeout,omitempty"`
+
+	Parsed ParsedUpdate `json:"-"`
+}
+
+// ParsedUpdate is the update section after validation.
+type ParsedUpdate struct {
+	Window       window.Window  // zero: any time
+	CA           *x509.CertPool // nil when no CA is configured
+	TrialTimeout time.Duration  // default applied
 }
 
 // DefaultManagementPort is the status endpoint's port when none is set.

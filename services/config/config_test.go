@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,7 +89,34 @@ func TestBadConfigs(t *testing.T) {
 		{"bad mode", edit(t, func(m map[string]any) { sub(m, "wan")["mode"] = "pppoe" }), "wan.mode", `expected "dhcp" or "static", got "pppoe"`},
 		{"static missing", edit(t, func(m map[string]any) { delete(sub(m, "wan"), "static") }), "wan.static", "expected an object with address and gateway"},
 		{"mtu range", edit(t, func(m map[string]any) { m["mtu"] = 100 }), "mtu", "expected 1280..9000"},
-		{"bad window", edit(t, func(m map[string]any) { sub(m, "update")["window"] = "Sunday 2am" }), "update.window", "expected \"<Mon..Sun|daily> HH:MM-HH:MM\""},
+		{"bad window", edit(t, func(m map[string]any) { sub(m, "update")["window"] = "Sunday 2am" }), "update.window", `expected "<Sun..Sat|daily> HH:MM-HH:MM [time zone]" like "Sun 02:00-04:00", got "Sunday 2am"`},
+		{"bad window day", edit(t, func(m map[string]any) {
+			sub(m, "update")["window"] = map[string]any{"start_hour": 2, "duration_hours": 2, "days": []any{"sun", "funday"}}
+		}), "update.window.days[1]", `expected a day "sun".."sat" or "sunday".."saturday", got "funday"`},
+		{"bad window hour", edit(t, func(m map[string]any) {
+			sub(m, "update")["window"] = map[string]any{"start_hour": 24, "duration_hours": 2}
+		}), "update.window.start_hour", "expected a whole number 0..23"},
+		{"bad window zone", edit(t, func(m map[string]any) {
+			sub(m, "update")["window"] = map[string]any{"start_hour": 2, "duration_hours": 2, "timezone": "Europe/Berlln"}
+		}), "update.window.timezone", `expected an IANA time zone like "Europe/Berlin" or "UTC", got "Europe/Berlln"`},
+		{"unknown window field", edit(t, func(m map[string]any) { sub(m, "update")["window"] = map[string]any{"start_hour": 2, "hours": 2} }), "update.window.hours", "unknown field; expected one of: start_hour, start, duration_hours, duration, days, embargo, timezone"},
+		{"window not a window", edit(t, func(m map[string]any) { sub(m, "update")["window"] = 2 }), "update.window", `expected a string like "Sun 02:00-04:00" or an object`},
+		{"unknown update field", edit(t, func(m map[string]any) { sub(m, "update")["trial"] = "5m" }), "update.trial", "unknown field; expected one of: window, url, ca, trial_timeout"},
+		{"http url", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "http://updates.example/" }), "update.url", `expected an https URL like "https://updates.example/pqbranch/", got scheme "http"`},
+		{"url without host", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https:///pqbranch" }), "update.url", "got no host"},
+		{"url not a url", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https://updates example/%zz" }), "update.url", "got text that is not a URL"},
+		{"url with password", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https://fleet:s3cret@updates.example/" }), "update.url", "without a user name or password"},
+		{"url needs ca", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https://updates.example/" }), "update.ca", "required when update.url is set"},
+		{"ca not pem", edit(t, func(m map[string]any) { sub(m, "update")["ca"] = "MIIBYTCCAROgAwIBAgIU" }), "update.ca", "expected PEM text with at least one certificate"},
+		{"ca holds a key", edit(t, func(m map[string]any) {
+			sub(m, "update")["ca"] = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIGZ1\n-----END PRIVATE KEY-----\n"
+		}), "update.ca", `PEM block 1: expected a CERTIFICATE, got a "PRIVATE KEY" block`},
+		{"ca bad certificate", edit(t, func(m map[string]any) {
+			sub(m, "update")["ca"] = "-----BEGIN CERTIFICATE-----\nMIIBYTCCAROgAwIBAgIU\n-----END CERTIFICATE-----\n"
+		}), "update.ca", "PEM block 1: expected an X.509 certificate"},
+		{"trial timeout too long", edit(t, func(m map[string]any) { sub(m, "update")["trial_timeout"] = "3h" }), "update.trial_timeout", `expected a duration from "1m" to "2h" like "10m" (or leave out for 10m), got "3h"`},
+		{"trial timeout not a duration", edit(t, func(m map[string]any) { sub(m, "update")["trial_timeout"] = "10" }), "update.trial_timeout", `got "10"`},
+		{"trial timeout a number", edit(t, func(m map[string]any) { sub(m, "update")["trial_timeout"] = 600 }), "update.trial_timeout", "expected a string, got a number"},
 		{"bad ntp", edit(t, func(m map[string]any) { sub(m, "time")["ntp"] = []any{"ntp example"} }), "time.ntp[0]", `expected "host" or "host:port"`},
 		{"bad hostname", edit(t, func(m map[string]any) { m["hostname"] = "-x" }), "hostname", "expected a host name"},
 		{"route host bits", edit(t, func(m map[string]any) {
@@ -269,38 +298,80 @@ func TestWatchReloadsOnSignal(t *testing.T) {
 	}
 }
 
-func TestWindow(t *testing.T) {
-	at := func(s string) time.Time {
-		tm, err := time.Parse("Mon 2006-01-02 15:04", s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tm
+// TestUpdateSection loads both forms of the update section and checks what
+// the update agent gets from it.
+func TestUpdateSection(t *testing.T) {
+	ca, err := os.ReadFile("testdata/update-ca.pem")
+	if err != nil {
+		t.Fatal(err)
 	}
-	cases := []struct {
-		window, at string
-		in         bool
-	}{
-		{"Sun 02:00-04:00", "Sun 2024-03-03 02:00", true},
-		{"Sun 02:00-04:00", "Sun 2024-03-03 04:00", false},
-		{"Sun 02:00-04:00", "Mon 2024-03-04 03:00", false},
-		{"Sat 23:00-01:00", "Sun 2024-03-03 00:30", true},
-		{"Sat 23:00-01:00", "Sat 2024-03-02 00:30", false},
-		{"daily 03:00-04:00", "Wed 2024-03-06 03:59", true},
+	// The example's legacy string, with every default.
+	c, err := Parse("full", readExample(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range cases {
-		w, err := ParseWindow(tc.window)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := w.Contains(at(tc.at)); got != tc.in {
-			t.Errorf("%s contains %s = %v, want %v", tc.window, tc.at, got, tc.in)
-		}
+	u := c.Update.Parsed
+	if got := u.Window.String(); got != "Sun 02:00-04:00 UTC" {
+		t.Errorf("window %q", got)
 	}
-	for _, bad := range []string{"", "Sun", "Sun 02:00", "Sun 02:00-02:00", "Xyz 01:00-02:00", "Sun 25:00-26:00"} {
-		if _, err := ParseWindow(bad); err == nil {
-			t.Errorf("%q accepted", bad)
+	if u.TrialTimeout != 10*time.Minute || u.CA != nil {
+		t.Errorf("defaults: %+v", u)
+	}
+	sunday := time.Date(2026, 3, 8, 3, 0, 0, 0, time.UTC)
+	if !u.Window.Contains(sunday) || u.Window.Contains(sunday.Add(time.Hour)) {
+		t.Errorf("window does not hold Sunday 03:00 UTC only")
+	}
+
+	// The full section.
+	raw := edit(t, func(m map[string]any) {
+		m["update"] = map[string]any{
+			"window": map[string]any{
+				"start_hour": 2, "duration_hours": 2, "days": []any{"sun"},
+				"embargo": []any{"2026-12-27"}, "timezone": "Europe/Berlin",
+			},
+			"url":           "https://updates.example/pqbranch/",
+			"ca":            string(ca),
+			"trial_timeout": "15m",
 		}
+	})
+	c, err = Parse("update", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u = c.Update.Parsed
+	if got := u.Window.String(); got != "Sun 02:00-04:00 Europe/Berlin, embargo 2026-12-27" {
+		t.Errorf("window %q", got)
+	}
+	if u.TrialTimeout != 15*time.Minute || c.Update.URL != "https://updates.example/pqbranch/" {
+		t.Errorf("parsed %+v, url %q", u, c.Update.URL)
+	}
+	block, _ := pem.Decode(ca)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pool is the one the agent verifies the server with: the CA verifies itself.
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: u.CA, CurrentTime: cert.NotBefore.Add(time.Hour)}); err != nil {
+		t.Errorf("CA pool does not hold the configured CA: %v", err)
+	}
+	// 2026-12-27 is an embargoed Sunday: the next reboot is a week later,
+	// 02:00-04:00 in Berlin (01:00-03:00 UTC).
+	at, _, ok := u.Window.Next(time.Date(2026, 12, 26, 12, 0, 0, 0, time.UTC), "branch-7", 30*time.Minute)
+	if from := time.Date(2027, 1, 3, 1, 0, 0, 0, time.UTC); !ok || at.Before(from) || !at.Before(from.Add(90*time.Minute)) {
+		t.Errorf("next reboot %v, want 2027-01-03 01:00..02:30 UTC", at)
+	}
+	// The section marshals back as it was written.
+	js, err := json.Marshal(c.Update)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Update
+	var p problems
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.validate(&p); len(p) > 0 || back.Parsed.Window.String() != u.Window.String() || back.CA != string(ca) {
+		t.Errorf("round trip %s: %v", js, p)
 	}
 }
 

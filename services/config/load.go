@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"regexp"
+	"strings"
 )
 
 // maxSize bounds what Load reads: a config is a few kilobytes, and the file
@@ -62,7 +64,7 @@ func decodeProblem(b []byte, err error) FieldError {
 	if errors.As(err, &syn) {
 		// Offset counts the offending byte as read; point at it.
 		line, col := position(b, max(syn.Offset-1, 0))
-		return FieldError{Problem: "invalid JSON: " + syn.Error(), Line: line, Column: col, isSyntax: true}
+		return FieldError{Problem: "invalid JSON: " + withoutCharacter(syn.Error()), Line: line, Column: col, isSyntax: true}
 	}
 	if f := locate(reflect.TypeFor[Config](), b, ""); f != nil {
 		if f.Field == "" {
@@ -73,6 +75,18 @@ func decodeProblem(b []byte, err error) FieldError {
 	// locate decodes the same way, so it finds every error Decode finds;
 	// this is a safety net that still names the file.
 	return FieldError{Problem: err.Error()}
+}
+
+// quotedChar is the offending character encoding/json quotes in a syntax
+// error: 'x', '\”, '"', '\n', '\u00e9' and the like.
+var quotedChar = regexp.MustCompile(`'(\\'|[^']*)' ?`)
+
+// withoutCharacter drops the offending character from a JSON syntax error:
+// it may be one of the PSK's (an unescaped quote or a tab inside it), and the
+// message is shown on the console and the status page. Line and column say
+// where it is.
+func withoutCharacter(msg string) string {
+	return strings.TrimSpace(quotedChar.ReplaceAllString(msg, ""))
 }
 
 // position turns a byte offset into a 1-based line and column.

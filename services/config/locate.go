@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pqbranch/pqbranch/services/ike"
+	"github.com/pqbranch/pqbranch/services/ike/ikeconf"
 )
 
 // locate finds where in raw a strict decode into type t fails. encoding/json
@@ -134,7 +134,7 @@ func expected(t reflect.Type, raw json.RawMessage) string {
 
 func describe(t reflect.Type) string {
 	switch t {
-	case reflect.TypeFor[ike.Secret]():
+	case reflect.TypeFor[ikeconf.Secret]():
 		return "a string"
 	case reflect.TypeFor[netip.Prefix]():
 		return `an address prefix string like "198.18.1.1/24"`

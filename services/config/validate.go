@@ -47,11 +47,7 @@ func (c *Config) validate() problems {
 			p.add(fmt.Sprintf("time.ntp[%d]", i), `expected "host" or "host:port", got %q`, s)
 		}
 	}
-	if c.Update.Window != "" {
-		if _, err := ParseWindow(c.Update.Window); err != nil {
-			p.add("update.window", "%v", err)
-		}
-	}
+	c.Update.validate(&p)
 	return p
 }
 

@@ -1,70 +1,109 @@
 package config
 
 import (
-	"fmt"
-	"strings"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/url"
 	"time"
+
+	"github.com/pqbranch/pqbranch/update/window"
 )
 
-// Window is a weekly (or daily) maintenance window in local appliance time.
-type Window struct {
-	Daily      bool
-	Day        time.Weekday
-	Start, End time.Duration // since midnight; End < Start wraps past midnight
+// The update section: maintenance window, server, its CA and the trial.
+
+const (
+	// DefaultTrialTimeout is how long a new slot may take to become healthy
+	// when update.trial_timeout is not set.
+	DefaultTrialTimeout = 10 * time.Minute
+	minTrialTimeout     = time.Minute
+	maxTrialTimeout     = 2 * time.Hour
+)
+
+// validate checks the update section and fills u.Parsed.
+func (u *Update) validate(p *problems) {
+	u.Parsed = ParsedUpdate{TrialTimeout: DefaultTrialTimeout}
+
+	w, err := window.Parse(u.Window)
+	var pe *window.ParseError
+	switch {
+	case errors.As(err, &pe):
+		for _, wp := range pe.Problems {
+			field := "update.window"
+			if wp.Field != "" {
+				field += "." + wp.Field
+			}
+			p.add(field, "%s", wp.Expected)
+		}
+	case err != nil:
+		p.add("update.window", "%v", err)
+	default:
+		u.Parsed.Window = w
+	}
+
+	// The URL is not echoed: it may carry a token.
+	if u.URL != "" {
+		const want = `expected an https URL like "https://updates.example/pqbranch/"`
+		switch s, err := url.Parse(u.URL); {
+		case err != nil:
+			p.add("update.url", "%s, got text that is not a URL", want)
+		case s.Scheme != "https":
+			p.add("update.url", "%s, got scheme %q", want, s.Scheme)
+		case s.Hostname() == "":
+			p.add("update.url", "%s, got no host", want)
+		case s.User != nil:
+			p.add("update.url", "%s without a user name or password", want)
+		}
+	}
+
+	if u.CA != "" {
+		u.Parsed.CA = parseCA(p, u.CA)
+	} else if u.URL != "" {
+		p.add("update.ca", "required when update.url is set: expected PEM text with the server's CA certificate (the appliance has no public root store)")
+	}
+
+	if u.TrialTimeout != "" {
+		d, err := time.ParseDuration(u.TrialTimeout)
+		if err != nil || d < minTrialTimeout || d > maxTrialTimeout {
+			p.add("update.trial_timeout", `expected a duration from "1m" to "2h" like "10m" (or leave out for 10m), got %q`, u.TrialTimeout)
+		} else {
+			u.Parsed.TrialTimeout = d
+		}
+	}
 }
 
-var weekdays = map[string]time.Weekday{
-	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
-	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
-}
-
-// ParseWindow parses "Sun 02:00-04:00" or "daily 02:00-04:00".
-func ParseWindow(s string) (Window, error) {
-	bad := fmt.Errorf(`expected "<Mon..Sun|daily> HH:MM-HH:MM" like "Sun 02:00-04:00", got %q`, s)
-	day, span, ok := strings.Cut(strings.TrimSpace(s), " ")
+// parseCA reads PEM text holding one or more CERTIFICATE blocks. Any other
+// block (a private key pasted by mistake) is refused, by its type only.
+func parseCA(p *problems, text string) *x509.CertPool {
+	pool := x509.NewCertPool()
+	rest := []byte(text)
+	n, ok := 0, true
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		n++
+		if b.Type != "CERTIFICATE" {
+			p.add("update.ca", "PEM block %d: expected a CERTIFICATE, got a %q block", n, b.Type)
+			ok = false
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			p.add("update.ca", "PEM block %d: expected an X.509 certificate: %v", n, err)
+			ok = false
+			continue
+		}
+		pool.AddCert(c)
+	}
+	if n == 0 {
+		p.add("update.ca", `expected PEM text with at least one certificate ("-----BEGIN CERTIFICATE-----"), found none`)
+		return nil
+	}
 	if !ok {
-		return Window{}, bad
+		return nil
 	}
-	var w Window
-	if d := strings.ToLower(day); d == "daily" {
-		w.Daily = true
-	} else if wd, ok := weekdays[d]; ok {
-		w.Day = wd
-	} else {
-		return Window{}, bad
-	}
-	from, to, ok := strings.Cut(strings.TrimSpace(span), "-")
-	if !ok {
-		return Window{}, bad
-	}
-	var err error
-	if w.Start, err = clock(from); err != nil {
-		return Window{}, bad
-	}
-	if w.End, err = clock(to); err != nil || w.End == w.Start {
-		return Window{}, bad
-	}
-	return w, nil
-}
-
-func clock(s string) (time.Duration, error) {
-	t, err := time.Parse("15:04", s)
-	if err != nil {
-		return 0, err
-	}
-	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
-}
-
-// Contains reports whether t falls inside the window.
-func (w Window) Contains(t time.Time) bool {
-	since := time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
-	day := t.Weekday()
-	if w.End > w.Start {
-		return (w.Daily || day == w.Day) && since >= w.Start && since < w.End
-	}
-	// Wraps past midnight: the tail belongs to the next day.
-	if since >= w.Start {
-		return w.Daily || day == w.Day
-	}
-	return since < w.End && (w.Daily || day == (w.Day+1)%7)
+	return pool
 }

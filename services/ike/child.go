@@ -43,6 +43,9 @@ func narrowed(ts *message.TS, ours []netip.Prefix) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// maxPolicyPairs bounds the local x remote selector pairs of a Child SA.
+const maxPolicyPairs = 64
+
 // newChild builds a Child SA from a response's SA and TS payloads.
 func (s *Session) newChild(resp []message.Payload, spiIn uint32, peerSPI []byte, cs suite) (*childSA, error) {
 	local, err := narrowed(message.FindTS(resp, false), s.cfg.LocalSubnets)
@@ -52,6 +55,12 @@ func (s *Session) newChild(resp []message.Payload, spiIn uint32, peerSPI []byte,
 	remote, err := narrowed(message.FindTS(resp, true), s.cfg.RemoteSubnets)
 	if err != nil {
 		return nil, fmt.Errorf("TSr: %w", err)
+	}
+	// Each local x remote pair is a kernel policy (three, with in and fwd):
+	// an authenticated but hostile edge narrowing to hundreds of /32s must
+	// not make tens of thousands of them.
+	if n := len(local) * len(remote); n > maxPolicyPairs {
+		return nil, fmt.Errorf("traffic selectors: %d local x %d remote = %d subnet pairs, at most %d", len(local), len(remote), n, maxPolicyPairs)
 	}
 	spiOut := binary.BigEndian.Uint32(peerSPI)
 	if spiOut < 256 {
@@ -117,7 +126,9 @@ func (s *Session) installChild(ctx context.Context, c *childSA) error {
 
 func (s *Session) removeChild(ctx context.Context, c *childSA) error {
 	s.children = slices.DeleteFunc(s.children, func(x *childSA) bool { return x == c })
-	return errors.Join(s.opt.Installer.DelSA(ctx, c.in), s.opt.Installer.DelSA(ctx, c.out))
+	err := errors.Join(s.opt.Installer.DelSA(ctx, c.in), s.opt.Installer.DelSA(ctx, c.out))
+	c.wipe()
+	return err
 }
 
 // rekeyChild replaces c with a new Child SA from a fresh hybrid exchange
@@ -125,8 +136,8 @@ func (s *Session) removeChild(ctx context.Context, c *childSA) error {
 // old ones are deleted.
 func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
 	sa := s.ike
-	s.rekeying = true // the edge's own rekeys wait until this one is done
-	defer func() { s.rekeying = false }()
+	s.rekeying = ourRekeyChild // an edge's rekey of c now collides (collision.go)
+	defer func() { s.rekeying = ourRekeyNone }()
 	spi := s.newESPSPI()
 	ni := s.random(nonceLen)
 	ke, err := kex.NewInitiator(sa.suite.ke, s.opt.Rand)
@@ -152,21 +163,24 @@ func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
 	if err != nil {
 		return fmt.Errorf("child SA rekey: %w", err)
 	}
+	nc.rekeyOf, nc.ours, nc.ni, nc.nr = c, true, ni, nr
 	s.deriveChild(nc, sa, shared, ni, nr, true)
+	keys.WipeAll(shared...)
 	if err := s.installChild(ctx, nc); err != nil {
 		return fmt.Errorf("child SA rekey: %w", err)
 	}
-	// Break only after make: the old SA keeps carrying traffic until here.
-	_, _, err = s.request(ctx, sa, message.INFORMATIONAL, []message.Payload{
-		&message.Delete{Protocol: message.ProtoESP, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.spiIn)}},
-	})
-	if rerr := s.removeChild(ctx, c); rerr != nil {
-		s.log.Warn("removing rekeyed child SA", "err", rerr)
-	}
 	s.update(func(st *Status) { st.ChildRekeys++ })
-	s.refreshStatus(ctx)
-	if err != nil {
-		return fmt.Errorf("deleting rekeyed child SA: %w", err)
+	// The edge's rekey of c, if half done, finishes first: both ends must
+	// settle the collision on the same four nonces.
+	if pc := sa.peerCreate; pc != nil && pc.old == c {
+		if err := s.awaitPeerCreate(ctx, sa); err != nil {
+			return fmt.Errorf("child SA rekey: %w", err)
+		}
+	}
+	s.settleChildRekey(c)
+	// Break only after make: the old SA kept carrying traffic until here.
+	if err := s.pruneChildren(ctx, time.Now()); err != nil {
+		return fmt.Errorf("child SA rekey: %w", err)
 	}
 	return nil
 }
@@ -186,6 +200,9 @@ func (s *Session) completeCreate(ctx context.Context, sa *ikeSA, resp []message.
 	kr := message.Find[*message.KE](resp)
 	if nonce == nil || kr == nil || kr.Group != cs.ke {
 		return suite{}, nil, nil, nil, errors.New("response lacks nonce or matching KE payload")
+	}
+	if err := checkNonce(sa.suite.prf, nonce.Data); err != nil {
+		return suite{}, nil, nil, nil, err
 	}
 	shared0, err := ke.Complete(kr.Data)
 	if err != nil {

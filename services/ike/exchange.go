@@ -13,11 +13,27 @@ import (
 // ErrPeerLost reports a request that was never answered.
 var ErrPeerLost = errors.New("peer did not answer")
 
+// verdict is what a roundTrip's match makes of a received packet.
+type verdict uint8
+
+const (
+	notOurs     verdict = iota // not the answer: dispatch it
+	accepted                   // the answer: the round trip is done
+	provisional                // an unauthenticated answer that may be forged: wait a little for a better one
+	consumed                   // dealt with (dropped) by match: keep waiting
+)
+
 // roundTrip sends dgs and retransmits them with exponential backoff until
 // match accepts a received packet. Packets that match does not take are
 // dispatched (peer requests are answered, garbage dropped) meanwhile.
-func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, tries int, match func(packet) bool) error {
+//
+// A provisional answer (an unprotected error or COOKIE in IKE_SA_INIT) ends
+// the round trip only if nothing accepted arrives within settle of it: RFC
+// 7296 2.21.1 lets the initiator wait for a valid answer, so a forged error
+// racing the real response does not win. match remembers what it saw.
+func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, tries int, match func(packet) verdict) error {
 	timeout := s.opt.RetransmitBase
+	var settle <-chan time.Time
 	for try := 0; try < tries; try++ {
 		if try > 0 {
 			s.update(func(st *Status) { st.Retransmits++ })
@@ -27,20 +43,36 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 			s.log.Debug("send failed", "request", what, "err", err)
 		}
 		timer := time.NewTimer(timeout)
+		retransmit := timer.C
 		for waiting := true; waiting; {
 			select {
 			case <-ctx.Done():
 				timer.Stop()
 				return ctx.Err()
-			case <-timer.C:
+			case <-retransmit:
 				waiting = false
+			case <-settle:
+				timer.Stop()
+				return nil
 			case p := <-s.tr.in:
 				s.tr.recvd++
 				s.tr.bytesRecvd += uint64(len(p.b))
-				if match(p) {
+				switch match(p) {
+				case accepted:
 					timer.Stop()
 					s.lastRecv = time.Now()
 					return nil
+				case provisional:
+					// Settle instead of retransmitting: a repeat would
+					// only draw another answer of the same kind.
+					if settle == nil {
+						settle = time.After(s.settleTime())
+						timer.Stop()
+						retransmit = nil
+					}
+					continue
+				case consumed:
+					continue
 				}
 				s.dispatch(p)
 				if s.fatal != nil {
@@ -51,8 +83,15 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 		}
 		timeout = min(2*timeout, s.opt.RetransmitMax)
 	}
+	if settle != nil {
+		return nil // only provisional answers came; the caller acts on them
+	}
 	return fmt.Errorf("%s: %w after %d tries", what, ErrPeerLost, tries)
 }
+
+// settleTime is how long a provisional answer waits for a valid one: about
+// one round trip's retransmission timeout, at most a second.
+func (s *Session) settleTime() time.Duration { return min(s.opt.RetransmitBase, time.Second) }
 
 // fragmentLimit is the largest IKE message we send unfragmented on sa.
 func (s *Session) fragmentLimit(sa *ikeSA) int {
@@ -77,12 +116,12 @@ func (s *Session) requestTries(ctx context.Context, sa *ikeSA, exch message.Exch
 	}
 	sa.nextMID++
 	var resp *sk.Decrypted
-	err = s.roundTrip(ctx, exch.String(), sealed.Datagrams, tries, func(p packet) bool {
-		d := s.openResponse(p, sa, exch, mid)
-		if d != nil {
+	err = s.roundTrip(ctx, exch.String(), sealed.Datagrams, tries, func(p packet) verdict {
+		if d := s.openResponse(p, sa, exch, mid); d != nil {
 			resp = d
+			return accepted
 		}
-		return d != nil
+		return notOurs
 	})
 	if err != nil {
 		return nil, nil, err
@@ -107,6 +146,27 @@ func (s *Session) openResponse(p packet, sa *ikeSA, exch message.ExchangeType, m
 		return nil
 	}
 	return d
+}
+
+// openRequest opens a request of the edge on sa. first reports whether p
+// was the whole message or its fragment 1.
+func (s *Session) openRequest(p packet, sa *ikeSA) (d *sk.Decrypted, first bool, err error) {
+	m, err := message.Parse(p.b)
+	if err != nil {
+		return nil, false, err
+	}
+	d, frag, err := sk.Open(p.b, m, sa.in)
+	if err != nil {
+		return nil, false, err
+	}
+	if frag == nil {
+		return d, true, nil
+	}
+	if frag.Number == 1 {
+		first = true
+	}
+	d, err = sa.reqParts.Add(d, frag)
+	return d, first, err
 }
 
 // open decrypts and, for fragments, reassembles a message on sa.

@@ -41,7 +41,7 @@ func (s *Session) Establish(ctx context.Context) error {
 	if err := s.openTransport(); err != nil {
 		return err
 	}
-	s.update(func(st *Status) { st.State = "connecting" })
+	s.setState(StateConnecting)
 	hs, err := s.initExchange(ctx)
 	if err != nil {
 		return s.failed(err)
@@ -64,8 +64,9 @@ func (s *Session) Establish(ctx context.Context) error {
 	now := time.Now()
 	hs.sa.created, hs.sa.rekeyAt = now, now.Add(s.jitter(s.ikeLife*9/10))
 	s.ike = hs.sa
+	s.setState(StateEstablished)
 	s.update(func(st *Status) {
-		st.State, st.Established, st.LastError = "established", now, ""
+		st.Established, st.LastError = now, ""
 		st.KE, st.AddKE, st.Encr, st.PRF = kex.Name(hs.sa.suite.ke), hs.sa.suite.addkeNames(), hs.sa.suite.encrName(), hs.sa.suite.prf.Name
 		st.ESP = fmt.Sprintf("aes%dgcm16", child.encrBits)
 	})
@@ -77,7 +78,8 @@ func (s *Session) Establish(ctx context.Context) error {
 }
 
 func (s *Session) failed(err error) error {
-	s.update(func(st *Status) { st.State, st.LastError = "down", err.Error() })
+	s.state = StateDown
+	s.update(func(st *Status) { st.State, st.LastError = s.reportedState().String(), err.Error() })
 	return err
 }
 
@@ -106,7 +108,7 @@ func (s *Session) openTransport() error {
 	o := transportOptions{remote: remote, remoteNATPort: s.opt.RemoteNATPort,
 		localPort: s.opt.LocalPort, localNATPort: s.opt.LocalNATPort, espInUDP: s.opt.ESPInUDP}
 	if s.cfg.Local != "" {
-		l, err := parseAddrPort(s.cfg.Local, 0)
+		l, err := s.cfg.LocalAddrPort()
 		if err != nil {
 			return err
 		}
@@ -162,49 +164,83 @@ func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 			return nil, err
 		}
 		start := time.Now()
-		var resp *message.Message
-		var respRaw []byte
-		err = s.roundTrip(ctx, "IKE_SA_INIT", [][]byte{raw}, s.opt.RetransmitTries, func(p packet) bool {
+		// Unprotected answers: anyone on the path can send them. A full
+		// answer (SA, KE, Nr, no error) is taken at once; an error, a
+		// COOKIE or an INVALID_KE_PAYLOAD only if no full answer follows
+		// within the settle time, and then the first of each kind.
+		var full, cookieResp, keResp, errResp *message.Message
+		var fullRaw []byte
+		err = s.roundTrip(ctx, "IKE_SA_INIT", [][]byte{raw}, s.opt.RetransmitTries, func(p packet) verdict {
 			m, err := message.Parse(p.b)
 			if err != nil || m.SPIi != sa.spii || m.Exchange != message.IKE_SA_INIT || !m.IsResponse() || m.IsInitiator() || m.MessageID != 0 {
-				return false
+				return notOurs
 			}
-			// Unauthenticated: only an INVALID_KE_PAYLOAD naming a group we
-			// offered may steer us; other junk is ignored while we wait.
-			if n := message.FindNotify(m.Payloads, message.INVALID_KE_PAYLOAD); n != nil {
-				g, ok := invalidKEGroup(n)
-				if !ok || g == group || !slices.Contains(s.pol.ke, g) {
-					s.drop(p, fmt.Errorf("INVALID_KE_PAYLOAD for group %d we did not offer", g))
-					return false
+			first := func(have **message.Message) verdict {
+				if *have == nil {
+					*have = m
+				} else {
+					s.drop(p, errors.New("another unprotected IKE_SA_INIT answer"))
 				}
+				return provisional
 			}
-			resp, respRaw = m, p.b
-			return true
+			switch {
+			case message.FindNotify(m.Payloads, message.COOKIE) != nil:
+				return first(&cookieResp)
+			case message.FindNotify(m.Payloads, message.INVALID_KE_PAYLOAD) != nil:
+				n := message.FindNotify(m.Payloads, message.INVALID_KE_PAYLOAD)
+				// Only a group we offer, other than the one we sent, may steer us.
+				if g, ok := invalidKEGroup(n); !ok || g == group || !slices.Contains(s.pol.ke, g) {
+					s.drop(p, fmt.Errorf("INVALID_KE_PAYLOAD for group %d we did not offer", g))
+					return consumed
+				}
+				return first(&keResp)
+			case message.FirstError(m.Payloads) != nil:
+				return first(&errResp)
+			case message.Find[*message.SA](m.Payloads) == nil || message.Find[*message.KE](m.Payloads) == nil ||
+				message.Find[*message.Nonce](m.Payloads) == nil:
+				s.drop(p, errors.New("IKE_SA_INIT answer without SA, KE and nonce"))
+				return consumed
+			}
+			full, fullRaw = m, p.b
+			return accepted
 		})
 		if err != nil {
-			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
+			return nil, err // roundTrip's error names IKE_SA_INIT
+		}
+		resp := full
+		for _, m := range []*message.Message{cookieResp, keResp, errResp} {
+			if resp == nil {
+				resp = m
+			}
+		}
+		if resp == nil {
+			// Only junk that looked like answers came back.
+			return nil, fmt.Errorf("IKE_SA_INIT: %w: no usable answer after %d tries", ErrPeerLost, s.opt.RetransmitTries)
 		}
 		s.log.Info("exchange", "type", "IKE_SA_INIT", "mid", 0, "request", message.Summary(req.Payloads),
 			"response", message.Summary(resp.Payloads), "rtt", time.Since(start).Round(time.Microsecond))
 		s.update(func(st *Status) { st.Exchanges++ })
-		if n := message.FindNotify(resp.Payloads, message.COOKIE); n != nil {
+		if resp == cookieResp {
+			n := message.FindNotify(resp.Payloads, message.COOKIE)
+			// RFC 7296 2.6: a cookie is 1 to 64 bytes.
 			if cookies++; cookies > maxCookies || len(n.Data) == 0 || len(n.Data) > 64 {
-				return nil, errors.New("IKE_SA_INIT: responder keeps demanding cookies")
+				return nil, fmt.Errorf("IKE_SA_INIT: responder keeps demanding cookies (%d, the last of %d bytes)", cookies, len(n.Data))
 			}
 			cookie = n.Data
 			continue
 		}
-		if n := message.FindNotify(resp.Payloads, message.INVALID_KE_PAYLOAD); n != nil {
+		if resp == keResp {
 			if keRetries++; keRetries > maxKERetries {
-				return nil, errors.New("IKE_SA_INIT: responder keeps rejecting our KE group")
+				return nil, fmt.Errorf("IKE_SA_INIT: responder keeps rejecting our KE group (last asked for %s)", kex.Name(group))
 			}
-			group, _ = invalidKEGroup(n)
+			group, _ = invalidKEGroup(message.FindNotify(resp.Payloads, message.INVALID_KE_PAYLOAD))
 			s.log.Info("responder wants another key exchange group", "group", kex.Name(group))
 			continue
 		}
-		if n := message.FirstError(resp.Payloads); n != nil {
-			return nil, s.initRefused(n.NotifyType)
+		if resp == errResp {
+			return nil, s.initRefused(message.FirstError(resp.Payloads).NotifyType, proposals, resp.Payloads)
 		}
+		respRaw := fullRaw
 		hs := &handshake{sa: sa, request1: raw, response: respRaw}
 		if err := s.completeInit(hs, resp, proposals, ke); err != nil {
 			return nil, fmt.Errorf("IKE_SA_INIT: %w", err)
@@ -213,21 +249,97 @@ func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 	}
 }
 
-// initRefused explains a refused IKE_SA_INIT. A responder without RFC 9370
-// (strongSwan 5.9, for one) answers NO_PROPOSAL_CHOSEN to every proposal
-// carrying ADDKE, which reads like a cipher mismatch unless we say that
-// post-quantum key exchange was required.
-func (s *Session) initRefused(n message.NotifyType) error {
+// initRefused explains a refused IKE_SA_INIT by what we offered and what
+// the responder answered, without guessing its cause: NO_PROPOSAL_CHOSEN
+// comes from a responder lacking ML-KEM or RFC 9370 as much as from one
+// lacking just the parameter set or cipher we offer.
+func (s *Session) initRefused(n message.NotifyType, offered []message.Proposal, answer []message.Payload) error {
 	refused := &ErrRefused{Exchange: message.IKE_SA_INIT, Notify: n}
-	if n != message.NO_PROPOSAL_CHOSEN || len(s.pol.addke) == 0 || s.pol.allowClassical {
-		return refused
+	var props []string
+	for _, p := range offered {
+		props = append(props, describeProposal(p))
 	}
-	var names []string
-	for _, m := range s.pol.addke {
-		names = append(names, kex.Name(m))
+	msg := fmt.Sprintf("%v: we offered %s; it answered %s", refused, strings.Join(props, " or "), message.Summary(answer))
+	if n == message.NO_PROPOSAL_CHOSEN && len(s.pol.addke) > 0 && !s.pol.allowClassical {
+		msg += "; every proposal required the additional key exchanges (tunnel.allow_classical would add a classical-only one)"
 	}
-	return fmt.Errorf("%w: we require post-quantum key exchange (%s), which a responder without ML-KEM and RFC 9370 refuses; tunnel.allow_classical permits a classical-only tunnel",
-		refused, strings.Join(names, "+"))
+	return &refusedError{ErrRefused: refused, msg: msg}
+}
+
+// refusedError is an ErrRefused with the context of what was offered.
+type refusedError struct {
+	*ErrRefused
+	msg string
+}
+
+func (e *refusedError) Error() string { return e.msg }
+func (e *refusedError) Unwrap() error { return e.ErrRefused }
+
+// describeProposal names a proposal's transforms by type, alternatives
+// joined with "|", e.g. "ENCR aes256gcm16|aes128gcm16, PRF ..., KE x25519|ecp256, ADDKE1 mlkem768".
+func describeProposal(p message.Proposal) string {
+	var parts []string
+	var lastType message.TransformType
+	for _, t := range p.Transforms {
+		name := transformName(t)
+		if len(parts) > 0 && t.Type == lastType {
+			parts[len(parts)-1] += "|" + name
+			continue
+		}
+		parts = append(parts, transformTypeName(t.Type)+" "+name)
+		lastType = t.Type
+	}
+	return strings.Join(parts, ", ")
+}
+
+func transformTypeName(t message.TransformType) string {
+	switch {
+	case t == message.TransformENCR:
+		return "ENCR"
+	case t == message.TransformPRF:
+		return "PRF"
+	case t == message.TransformKE:
+		return "KE"
+	case t == message.TransformESN:
+		return "ESN"
+	case t >= message.TransformADDKE1 && t <= message.TransformADDKE7:
+		return fmt.Sprintf("ADDKE%d", t-message.TransformADDKE1+1)
+	}
+	return fmt.Sprintf("type%d", t)
+}
+
+func transformName(t message.Transform) string {
+	switch t.Type {
+	case message.TransformENCR:
+		if t.ID == message.ENCR_AES_GCM_16 {
+			return fmt.Sprintf("aes%dgcm16", t.KeyLength)
+		}
+	case message.TransformPRF:
+		if prf, err := keys.PRFByID(t.ID); err == nil {
+			return prf.Name
+		}
+	case message.TransformESN:
+		if t.ID == message.ESN_NONE {
+			return "no"
+		}
+	default:
+		if t.ID == message.KE_NONE {
+			return "none"
+		}
+		return kex.Name(t.ID)
+	}
+	return fmt.Sprintf("%d", t.ID)
+}
+
+// checkNonce applies RFC 7296 2.10 and 3.9 to a peer's nonce: 16 to 256
+// bytes, and at least half the key size of the negotiated PRF, whose
+// strength it would otherwise cap.
+func checkNonce(prf keys.PRF, n []byte) error {
+	least := max(16, prf.Size()/2)
+	if len(n) < least || len(n) > 256 {
+		return fmt.Errorf("peer's nonce is %d bytes; %s needs %d to 256", len(n), prf.Name, least)
+	}
+	return nil
 }
 
 func invalidKEGroup(n *message.Notify) (uint16, bool) {
@@ -261,6 +373,9 @@ func (s *Session) completeInit(hs *handshake, resp *message.Message, proposals [
 	if nonce == nil {
 		return errors.New("response lacks a nonce")
 	}
+	if err := checkNonce(suite.prf, nonce.Data); err != nil {
+		return err
+	}
 	shared, err := ke.Complete(kePayload.Data)
 	if err != nil {
 		return err
@@ -271,7 +386,9 @@ func (s *Session) completeInit(hs *handshake, resp *message.Message, proposals [
 	sa.suite, sa.nr = suite, nonce.Data
 	sa.nextMID = 1 // IKE_SA_INIT was message 0
 	sa.fragments = message.FindNotify(resp.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil
-	k := keys.Derive(suite.prf, keys.SKEYSEED(suite.prf, sa.ni, sa.nr, shared), sa.ni, sa.nr, sa.spii, sa.spir, keys.Lengths{Enc: suite.encKeyLen()})
+	seed := keys.SKEYSEED(suite.prf, sa.ni, sa.nr, shared)
+	k := keys.Derive(suite.prf, seed, sa.ni, sa.nr, sa.spii, sa.spir, keys.Lengths{Enc: suite.encKeyLen()})
+	keys.WipeAll(shared, seed)
 	if err := sa.setKeys(k); err != nil {
 		return err
 	}
@@ -337,6 +454,7 @@ func (s *Session) intermediate(ctx context.Context, hs *handshake, n int, method
 		return fmt.Errorf("IKE_INTERMEDIATE %d: %w", n+1, err)
 	}
 	seed := keys.SKEYSEEDNext(sa.suite.prf, sa.keys.D, shared, sa.ni, sa.nr)
+	defer keys.WipeAll(shared, seed)
 	return sa.setKeys(keys.Derive(sa.suite.prf, seed, sa.ni, sa.nr, sa.spii, sa.spir, keys.Lengths{Enc: sa.suite.encKeyLen()}))
 }
 
@@ -357,9 +475,10 @@ func (s *Session) authExchange(ctx context.Context, hs *handshake) (*childSA, er
 	prop := espProposal(binary.BigEndian.AppendUint32(nil, spi))
 	payloads := []message.Payload{idi}
 	payloads = append(payloads, s.auth.certPayloads()...)
-	if !s.contacted {
-		payloads = append(payloads, &message.Notify{NotifyType: message.INITIAL_CONTACT})
-	}
+	// Every IKE_AUTH is a fresh start: the previous IKE SA, if any, was
+	// torn down or lost (DPD). INITIAL_CONTACT (RFC 7296 2.4) has the edge
+	// drop whatever it still keeps of it instead of holding it for hours.
+	payloads = append(payloads, &message.Notify{NotifyType: message.INITIAL_CONTACT})
 	payloads = append(payloads, s.peer.payload(true), auth,
 		&message.SA{Proposals: []message.Proposal{prop}},
 		s.selectors(false, s.cfg.LocalSubnets), s.selectors(true, s.cfg.RemoteSubnets))
@@ -378,7 +497,6 @@ func (s *Session) authExchange(ctx context.Context, hs *handshake) (*childSA, er
 	if err := s.auth.verify(sa.suite.prf, octetsR, message.Find[*message.Auth](resp.Payloads), message.FindAll[*message.Cert](resp.Payloads), s.peer); err != nil {
 		return nil, fmt.Errorf("IKE_AUTH: %w", err)
 	}
-	s.contacted = true
 	// From here on the IKE SA is authenticated; Child SA errors come next.
 	s.ike = sa
 	if n := message.FirstError(resp.Payloads); n != nil {

@@ -132,7 +132,7 @@ func TestAllowClassical(t *testing.T) {
 		{"ignoring responder", false, true, ""},
 		{"refusing responder", true, true, ""},
 		{"ignoring responder, ML-KEM required", false, false, ErrDowngrade.Error()},
-		{"refusing responder, ML-KEM required", true, false, "NO_PROPOSAL_CHOSEN: we require post-quantum key exchange (mlkem768)"},
+		{"refusing responder, ML-KEM required", true, false, "NO_PROPOSAL_CHOSEN: we offered ENCR aes256gcm16|aes128gcm16, PRF prfsha384|prfsha256|prfsha512, KE x25519|ecp256|ecp384, ADDKE1 mlkem768; it answered [ N(NO_PROPOSAL_CHOSEN) ]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startResponder(t, ikeresp.Config{RejectUnknownTypes: tt.strict})

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +16,10 @@ import (
 // ErrPeerDeleted reports that the edge deleted the IKE SA or our only Child SA.
 var ErrPeerDeleted = errors.New("peer deleted the SA")
 
+// maxRequestDatagrams bounds the datagram hashes kept per request: the most
+// fragments a message may have (sk's reassembly limit) and the whole one.
+const maxRequestDatagrams = 129
+
 // dispatch handles a packet that is not the response we wait for: requests
 // from the edge are answered; everything else is dropped.
 func (s *Session) dispatch(p packet) {
@@ -24,7 +29,7 @@ func (s *Session) dispatch(p packet) {
 		return
 	}
 	var sa *ikeSA
-	for _, c := range []*ikeSA{s.ike, s.old} {
+	for _, c := range []*ikeSA{s.ike, s.old, s.redundant} {
 		if c != nil && h.SPIi == c.spii && h.SPIr == c.spir {
 			sa = c
 		}
@@ -36,27 +41,39 @@ func (s *Session) dispatch(p packet) {
 	}
 	switch {
 	case h.MessageID+1 == sa.peerMID && sa.lastResp != nil:
-		// A retransmitted request: resend the cached response, but only
-		// for a complete message, not for every fragment of it.
-		if m, err := message.Parse(p.b); err == nil {
-			if f, ok := m.Payloads[0].(*message.EncryptedFragment); ok && f.Number != 1 {
-				return
-			}
+		// Anyone on the path can forge this header. Resend the cached
+		// response only for a byte-exact repeat of the request we answered,
+		// and once per repeat, not once per fragment of it.
+		switch sum := sha256.Sum256(p.b); {
+		case len(sa.lastReq) > 0 && sum == sa.lastReq[0]:
+			_ = s.tr.send(sa.lastResp)
+		case !slices.Contains(sa.lastReq, sum):
+			s.drop(p, fmt.Errorf("mid %d is not a repeat of the request we answered", h.MessageID))
 		}
-		_ = s.tr.send(sa.lastResp)
 		return
 	case h.MessageID != sa.peerMID:
 		s.drop(p, fmt.Errorf("request mid %d, expected %d", h.MessageID, sa.peerMID))
 		return
 	}
-	d, err := s.open(p, sa, &sa.reqParts)
+	d, first, err := s.openRequest(p, sa)
 	if err != nil {
 		s.drop(p, err)
 		return
 	}
+	// Remember which datagrams made up this request; its fragment 1 (or
+	// the whole message) is the one whose repeat gets the response again.
+	// Bounded like the reassembly itself, whatever the edge sends.
+	switch sum := sha256.Sum256(p.b); {
+	case slices.Contains(sa.curReq, sum) || len(sa.curReq) > maxRequestDatagrams:
+	case first:
+		sa.curReq = append([][32]byte{sum}, sa.curReq...)
+	default:
+		sa.curReq = append(sa.curReq, sum)
+	}
 	if d == nil {
 		return // more fragments to come
 	}
+	sa.lastReq, sa.curReq = sa.curReq, nil
 	s.lastRecv = time.Now()
 	resp := s.answer(sa, d)
 	rh := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: h.Exchange, Flags: sa.flags(true), MessageID: h.MessageID}
@@ -69,8 +86,14 @@ func (s *Session) dispatch(p packet) {
 	sa.lastResp = sealed.Datagrams
 	_ = s.tr.send(sealed.Datagrams)
 	s.log.Info("exchange", "type", h.Exchange.String(), "mid", h.MessageID, "peer_request", message.Summary(d.Payloads), "response", message.Summary(resp))
-	if sa.deleted && sa == s.old {
+	switch {
+	case !sa.deleted:
+	case sa == s.old:
+		s.old.wipe()
 		s.old = nil // the edge deleted the IKE SA it rekeyed
+	case sa == s.redundant:
+		s.redundant.wipe()
+		s.redundant = nil // the edge deleted the loser of a simultaneous rekey
 	}
 }
 
@@ -121,6 +144,7 @@ func (s *Session) peerDeletedChildren(spis [][]byte) [][]byte {
 		s.children = slices.Delete(s.children, i, i+1)
 		_ = s.opt.Installer.DelSA(ctx, c.in)
 		_ = s.opt.Installer.DelSA(ctx, c.out)
+		c.wipe()
 		ours = append(ours, binary.BigEndian.AppendUint32(nil, c.spiIn))
 	}
 	if len(ours) > 0 && len(s.children) == 0 {
@@ -129,12 +153,17 @@ func (s *Session) peerDeletedChildren(spis [][]byte) [][]byte {
 	return ours
 }
 
-// deleteIKE tells the edge the IKE SA (and with it its Child SAs) is gone.
-// One try: at shutdown or after a rekey the answer does not change anything.
+// deleteIKE tells the edge the IKE SA (and with it its Child SAs) is gone,
+// with the normal retransmission schedule: on a lossy path a lost Delete
+// leaves the replaced SA at the edge. ctx bounds it at shutdown.
 func (s *Session) deleteIKE(ctx context.Context, sa *ikeSA) {
-	_, _, err := s.requestTries(ctx, sa, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}}, 2)
+	if sa.deleted || sa.out == nil {
+		return // the edge deleted it first (or it is wiped): nothing to tell
+	}
+	_, _, err := s.request(ctx, sa, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
 	if err != nil {
-		s.log.Debug("IKE SA delete not acknowledged", "spi_i", fmt.Sprintf("%016x", sa.spii), "err", err)
+		s.log.Warn("IKE SA delete not acknowledged; the edge may keep it until its own timeout",
+			"spi_i", fmt.Sprintf("%016x", sa.spii), "spi_r", fmt.Sprintf("%016x", sa.spir), "err", err)
 	}
 }
 

@@ -34,7 +34,8 @@ const peerCreateTimeout = 30 * time.Second
 // peerCreate is a CREATE_CHILD_SA of the edge waiting for its additional
 // key exchanges (RFC 9370 2.2.4).
 type peerCreate struct {
-	started time.Time
+	last    time.Time // when the edge last moved it on (its latest request)
+	probed  bool      // a stall already prompted a liveness check
 	suite   suite
 	link    []byte   // the ADDITIONAL_KEY_EXCHANGE data the next request must echo
 	pending []uint16 // additional key exchanges still to come, in order
@@ -55,17 +56,16 @@ func refuse(t message.NotifyType) []message.Payload {
 // fresh exchange of every negotiated method, the same rule as for our own
 // rekeys, so the edge cannot downgrade the SA.
 func (s *Session) answerCreate(sa *ikeSA, ps []message.Payload) []message.Payload {
-	if sa != s.ike || s.rekeying || sa.peerCreate != nil {
-		// The SA is going away, or a rekey is already running: this is
-		// a collision (RFC 7296 2.8.1). Ours finishes first; the edge
-		// retries later and finds the SA already replaced.
+	if sa != s.ike || sa.peerCreate != nil {
+		// The SA is going away (RFC 7296 2.25: TEMPORARY_FAILURE), or
+		// the edge broke its own window of one.
 		return refuse(message.TEMPORARY_FAILURE)
 	}
 	saP, nonce, ke := message.Find[*message.SA](ps), message.Find[*message.Nonce](ps), message.Find[*message.KE](ps)
-	if saP == nil || nonce == nil || ke == nil || len(nonce.Data) < 16 || len(nonce.Data) > 256 {
+	if saP == nil || nonce == nil || ke == nil || checkNonce(sa.suite.prf, nonce.Data) != nil {
 		return refuse(message.INVALID_SYNTAX)
 	}
-	pc := &peerCreate{started: time.Now(), ni: nonce.Data, nr: s.random(nonceLen)}
+	pc := &peerCreate{last: time.Now(), ni: nonce.Data, nr: s.random(nonceLen)}
 	proto := message.ProtoIKE
 	if rekey := message.FindNotify(ps, message.REKEY_SA); rekey != nil {
 		if rekey.Protocol != message.ProtoESP || len(rekey.SPI) != 4 {
@@ -76,11 +76,26 @@ func (s *Session) answerCreate(sa *ikeSA, ps []message.Payload) []message.Payloa
 		if i < 0 {
 			return []message.Payload{&message.Notify{Protocol: message.ProtoESP, SPI: rekey.SPI, NotifyType: message.CHILD_SA_NOT_FOUND}}
 		}
+		switch {
+		case s.rekeying == ourRekeyIKE:
+			// Not the SA we are rekeying: the edge retries on the new
+			// IKE SA (RFC 7296 2.25).
+			return refuse(message.TEMPORARY_FAILURE)
+		case len(s.children) >= maxChildSAs:
+			// The edge rekeys faster than it deletes what it replaced.
+			s.log.Warn("edge's child SA rekey refused: too many child SAs await its Delete", "child_sas", len(s.children))
+			return refuse(message.TEMPORARY_FAILURE)
+		}
+		// A rekey of ours of the same SA may be running: answered as
+		// usual, and settled by the nonces once both are done (2.8.1).
 		pc.old, proto = s.children[i], message.ProtoESP
 		pc.suite = suite{encrBits: pc.old.encrBits, ke: sa.suite.ke, addke: sa.suite.addke}
 	} else {
 		if !slices.ContainsFunc(saP.Proposals, func(p message.Proposal) bool { return p.Protocol == message.ProtoIKE }) {
 			return refuse(message.NO_ADDITIONAL_SAS) // a second Child SA: we carry one per tunnel
+		}
+		if s.rekeying == ourRekeyChild {
+			return refuse(message.TEMPORARY_FAILURE) // not the SA we are rekeying
 		}
 		pc.suite = sa.suite
 	}
@@ -147,7 +162,7 @@ func (s *Session) answerFollowupKE(sa *ikeSA, ps []message.Payload) []message.Pa
 		s.log.Warn("edge's rekey: bad KE payload", "err", err)
 		return refuse(message.INVALID_SYNTAX)
 	}
-	pc.shared, pc.pending = append(pc.shared, shared), pc.pending[1:]
+	pc.shared, pc.pending, pc.last = append(pc.shared, shared), pc.pending[1:], time.Now()
 	resp := []message.Payload{&message.KE{Group: ke.Group, Data: pub}}
 	if len(pc.pending) > 0 {
 		pc.link = s.random(8)
@@ -168,12 +183,14 @@ func (s *Session) completePeerCreate(sa *ikeSA, pc *peerCreate) error {
 	if pc.old != nil {
 		// Make before break: the new pair goes in now, the old one stays
 		// until the edge deletes it (it initiated, so it does).
-		nc := &childSA{spiIn: pc.spiIn, spiOut: pc.spiOut, encrBits: pc.suite.encrBits, local: pc.old.local, remote: pc.old.remote}
+		nc := &childSA{spiIn: pc.spiIn, spiOut: pc.spiOut, encrBits: pc.suite.encrBits, local: pc.old.local, remote: pc.old.remote,
+			rekeyOf: pc.old, ni: pc.ni, nr: pc.nr}
 		s.deriveChild(nc, sa, pc.shared, pc.ni, pc.nr, false)
+		keys.WipeAll(pc.shared...)
 		if err := s.installChild(ctx, nc); err != nil {
 			return fmt.Errorf("installing child SA: %w", err)
 		}
-		pc.old.replaced = true
+		s.settleChildRekey(pc.old)
 		s.update(func(st *Status) { st.ChildRekeys++ })
 		s.refreshStatus(ctx)
 		return nil
@@ -182,11 +199,16 @@ func (s *Session) completePeerCreate(sa *ikeSA, pc *peerCreate) error {
 	// with the old SA's PRF and SK_d, the key material with the new suite.
 	seed := keys.SKEYSEEDRekey(sa.suite.prf, sa.keys.D, pc.shared, pc.ni, pc.nr)
 	ns := &ikeSA{spii: pc.spii, spir: pc.spir, responder: true, suite: pc.suite, ni: pc.ni, nr: pc.nr, fragments: sa.fragments}
-	if err := ns.setKeys(keys.Derive(ns.suite.prf, seed, pc.ni, pc.nr, pc.spii, pc.spir, keys.Lengths{Enc: ns.suite.encKeyLen()})); err != nil {
+	err := ns.setKeys(keys.Derive(ns.suite.prf, seed, pc.ni, pc.nr, pc.spii, pc.spir, keys.Lengths{Enc: ns.suite.encKeyLen()}))
+	keys.WipeAll(append(pc.shared, seed)...)
+	if err != nil {
 		return err
 	}
 	now := time.Now()
 	ns.created, ns.rekeyAt = now, now.Add(s.jitter(s.ikeLife*9/10))
+	if s.old != nil && s.old != sa {
+		s.old.wipe() // an older IKE SA the edge never deleted
+	}
 	s.ike, s.old = ns, sa
 	s.update(func(st *Status) {
 		st.IKERekeys++

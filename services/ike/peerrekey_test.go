@@ -33,6 +33,7 @@ func (r *recorder) AddSA(ctx context.Context, sa xfrm.SA) error {
 	err := r.Memory.AddSA(ctx, sa)
 	if err == nil {
 		r.mu.Lock()
+		sa.Key = bytes.Clone(sa.Key) // what the kernel got, before any wipe
 		r.events = append(r.events, saEvent{true, sa})
 		r.mu.Unlock()
 	}
@@ -191,50 +192,157 @@ func TestPeerRekeys(t *testing.T) {
 	}
 }
 
-// TestPeerRekeyCollision: the edge starts a Child SA rekey while ours of
-// the same SA is in flight (RFC 7296 2.8.1). Ours completes, the edge's is
-// refused with TEMPORARY_FAILURE, and one working Child SA remains.
+// TestPeerRekeyCollision: the edge starts a rekey of the Child SA while
+// ours of the same SA is in flight. Both are answered as usual (RFC 7296
+// 2.25.1), and once both are done the exchange holding the lowest of the
+// four nonces loses (2.8.1): its initiator deletes the SA it created, the
+// other deletes the replaced one. Both ends agree on one surviving SA,
+// whoever lost, without anyone's grace-period fallback.
 func TestPeerRekeyCollision(t *testing.T) {
-	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}})
+	for _, tc := range []struct {
+		low          ikeresp.LowNonce
+		oursSurvives bool
+	}{
+		{ikeresp.LowNonceOwn, true},     // the edge's Ni is lowest: its exchange loses
+		{ikeresp.LowNonceAnswer, false}, // the edge's Nr in answer to ours is lowest: ours loses
+	} {
+		t.Run("low="+tc.low.String(), func(t *testing.T) {
+			r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}, LowNonce: tc.low})
+			cfg := tunnelConfig(r)
+			cfg.AddKE = []string{"mlkem768"}
+			opt, mem := testOptions(t, r)
+			opt.DeleteGrace = time.Hour // only the ends' own Deletes may settle it
+			s := newSession(t, cfg, opt)
+			ctx := context.Background()
+			if err := s.Establish(ctx); err != nil {
+				t.Fatal(err)
+			}
+			first := s.children[0]
+			// The edge's request is queued before ours goes out, so we see
+			// it while waiting for the answer to ours.
+			if err := r.RekeyChild(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.rekeyChild(ctx, first); err != nil {
+				t.Fatal(err)
+			}
+			mctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- s.maintain(mctx) }()
+			waitFor(t, "one Child SA at both ends", func() bool {
+				return keysAgree(&recorder{Memory: mem}, r, 2) && len(r.Stats().ChildKeys) == 2
+			})
+			cancel()
+			if err := <-done; err != context.Canceled {
+				t.Fatalf("maintain: %v", err)
+			}
+			rs := r.Stats()
+			if rs.RekeysRefused != 0 || rs.RekeysFailed != 0 || rs.ChildRekeys != 1 || rs.OwnChildRekeys != 1 || rs.Collisions != 1 {
+				t.Fatalf("responder stats: %+v", rs)
+			}
+			if rs.CollisionsWon == 1 == tc.oursSurvives {
+				t.Fatalf("the edge thinks it won (%d) but we should survive: %v", rs.CollisionsWon, tc.oursSurvives)
+			}
+			if len(s.children) != 1 || s.children[0] == first || s.children[0].ours != tc.oursSurvives || s.children[0].replaced {
+				t.Fatalf("children after the collision: %d, survivor ours=%v, want ours=%v", len(s.children), s.children[0].ours, tc.oursSurvives)
+			}
+			// The survivor is an ordinary Child SA again: the next rekey works.
+			if err := s.rekeyChild(ctx, s.children[0]); err != nil {
+				t.Fatal(err)
+			}
+			checkKeysAgree(t, mem, r, 2)
+		})
+	}
+}
+
+// TestReplacedChildrenPruned (defect 7): an authenticated edge rekeys the
+// Child SA again and again without ever deleting the SAs it replaced. We
+// delete each one ourselves after the grace period, so the SAs do not grow.
+func TestReplacedChildrenPruned(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{Hostile: ikeresp.Hostile{KeepReplaced: true}})
 	cfg := tunnelConfig(r)
-	cfg.AddKE = []string{"mlkem768"}
+	cfg.AddKE = []string{}
+	cfg.AllowClassical = true
 	opt, mem := testOptions(t, r)
+	opt.DeleteGrace = 50 * time.Millisecond
 	s := newSession(t, cfg, opt)
-	ctx := context.Background()
-	if err := s.Establish(ctx); err != nil {
-		t.Fatal(err)
+	runSession(t, s)
+	waitFor(t, "tunnel", func() bool { return s.Status().State == "established" })
+	for i := 1; i <= 5; i++ {
+		if err := r.RekeyChild(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("edge's rekey %d and our prune", i), func() bool {
+			return r.Stats().OwnChildRekeys == i && len(r.Stats().ChildKeys) == 2 && len(mem.SAs()) == 2
+		})
 	}
-	// The edge's request is queued before ours goes out, so we see it
-	// while waiting for the answer to ours.
-	if err := r.RekeyChild(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.rekeyChild(ctx, s.children[0]); err != nil {
-		t.Fatal(err)
-	}
-	rs := r.Stats()
-	if rs.RekeysRefused != 1 || rs.LastRefusal != message.TEMPORARY_FAILURE || rs.ChildRekeys != 1 || rs.OwnChildRekeys != 0 {
+	if rs := r.Stats(); rs.DeletesESP != 5 || rs.RekeysRefused != 0 {
 		t.Fatalf("responder stats: %+v", rs)
 	}
-	checkKeysAgree(t, mem, r, 2)
-	if len(s.children) != 1 {
-		t.Fatalf("%d children", len(s.children))
+	if st := s.Status(); st.State != "established" || len(st.Children) != 1 || st.ChildRekeys != 5 {
+		t.Fatalf("status: %+v", st)
 	}
-	// The refused edge retries later and succeeds.
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.maintain(mctx) }()
+}
+
+// TestEdgeRekeyFlood (defect 7): rekeys faster than any grace period ends
+// are refused once maxChildSAs exist; the tunnel stays up.
+func TestEdgeRekeyFlood(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{Hostile: ikeresp.Hostile{KeepReplaced: true}})
+	cfg := tunnelConfig(r)
+	cfg.AddKE = []string{}
+	cfg.AllowClassical = true
+	opt, mem := testOptions(t, r)
+	opt.DeleteGrace = time.Hour
+	s := newSession(t, cfg, opt)
+	runSession(t, s)
+	waitFor(t, "tunnel", func() bool { return s.Status().State == "established" })
+	const flood = 3 * maxChildSAs
+	for i := 1; i <= flood; i++ {
+		if err := r.RekeyChild(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the edge's rekey to end", func() bool {
+			rs := r.Stats()
+			return rs.OwnChildRekeys+rs.RekeysRefused == i
+		})
+	}
+	rs := r.Stats()
+	if rs.OwnChildRekeys != maxChildSAs-1 || rs.RekeysRefused != flood-(maxChildSAs-1) || rs.LastRefusal != message.TEMPORARY_FAILURE {
+		t.Fatalf("responder stats: %+v", rs)
+	}
+	if n := len(mem.SAs()); n != 2*maxChildSAs {
+		t.Fatalf("%d kernel SAs, want %d", n, 2*maxChildSAs)
+	}
+	if st := s.Status(); st.State != "established" {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestEdgeRestartMidRekey (defect 6): the edge starts a rekey, gets our
+// answer and restarts before its IKE_FOLLOWUP_KE. The half-done exchange
+// prompts a liveness check at once; the tunnel is re-established long
+// before the next DPD interval (here one minute) would have noticed.
+func TestEdgeRestartMidRekey(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}, Hostile: ikeresp.Hostile{CrashMidRekey: true}})
+	cfg := tunnelConfig(r)
+	cfg.AddKE = []string{"mlkem768"}
+	cfg.DPDInterval = "1m"
+	opt, _ := testOptions(t, r)
+	s := newSession(t, cfg, opt)
+	runSession(t, s)
+	waitFor(t, "tunnel", func() bool { return s.Status().State == "established" })
+	start := time.Now()
 	if err := r.RekeyChild(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge's retried rekey", func() bool {
-		return r.Stats().OwnChildRekeys == 1 && s.Status().ChildRekeys == 2 && len(mem.SAs()) == 2
+	waitFor(t, "re-established after the edge's restart", func() bool {
+		return r.Stats().Crashed == 1 && r.Stats().Auths == 2 && s.Status().State == "established"
 	})
-	cancel()
-	if err := <-done; err != context.Canceled {
-		t.Fatalf("maintain: %v", err)
+	// A liveness check (4 tries: 600ms) after the stall (80ms), one
+	// reconnect backoff: well under the 30s the half-done rekey was kept.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("recovery took %v", d)
 	}
-	checkKeysAgree(t, mem, r, 2)
 }
 
 // TestRunRekeysOnTimer: with short lifetimes Run rekeys the Child SA and

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,14 @@ type Options struct {
 	// the length of the outage: the longest wait is one backoff or one
 	// retransmission gap, about 20s with jitter.
 	ReconnectMax time.Duration
+	// RefusedRetry is the longest wait before retrying a rekey the edge
+	// refused, default 10s; the wait is random between half and all of it.
+	RefusedRetry time.Duration
+	// DeleteGrace is how long a Child SA the edge replaced (or a loser of a
+	// simultaneous rekey the edge created) may stay before we delete it
+	// ourselves, default 10s. The edge should delete it at once; one that
+	// never does must not grow our SAs without bound.
+	DeleteGrace time.Duration
 	ReplayWindow uint32 // ESP anti-replay window, default 64
 	// StatusInterval is how often an established tunnel reads its SAs'
 	// byte counters from the kernel for Status, default 5s.
@@ -72,6 +81,12 @@ func (o *Options) defaults() {
 	if o.ReconnectMax == 0 {
 		o.ReconnectMax = 15 * time.Second
 	}
+	if o.RefusedRetry == 0 {
+		o.RefusedRetry = 10 * time.Second
+	}
+	if o.DeleteGrace == 0 {
+		o.DeleteGrace = 10 * time.Second
+	}
 	if o.StatusInterval == 0 {
 		o.StatusInterval = 5 * time.Second
 	}
@@ -93,9 +108,11 @@ type ikeSA struct {
 	keys       keys.IKE
 	out, in    *sk.Cipher
 	ni, nr     []byte
-	nextMID    uint32 // our next request
-	peerMID    uint32 // the peer's next request
-	lastResp   [][]byte
+	nextMID    uint32     // our next request
+	peerMID    uint32     // the peer's next request
+	lastResp   [][]byte   // our response to the edge's last request, as sent
+	lastReq    [][32]byte // SHA-256 of that request's datagrams, the first (or fragment 1) first
+	curReq     [][32]byte // the same for the request being reassembled
 	respParts  sk.Reassembler
 	reqParts   sk.Reassembler
 	fragments  bool // peer sent IKEV2_FRAGMENTATION_SUPPORTED
@@ -118,6 +135,21 @@ func (sa *ikeSA) flags(response bool) message.Flags {
 	return f
 }
 
+// wipe clears the SA's keys, best effort, once it is replaced or closed.
+// The ciphers go too: their expanded keys are beyond our reach, but
+// nothing must encrypt with a wiped SA.
+func (sa *ikeSA) wipe() {
+	if sa == nil {
+		return
+	}
+	sa.keys.Wipe()
+	sa.out, sa.in = nil, nil
+	if pc := sa.peerCreate; pc != nil {
+		keys.WipeAll(pc.shared...)
+		sa.peerCreate = nil
+	}
+}
+
 func (sa *ikeSA) setKeys(k keys.IKE) error {
 	outKey, inKey := k.Ei, k.Er
 	if sa.responder {
@@ -131,7 +163,9 @@ func (sa *ikeSA) setKeys(k keys.IKE) error {
 	if err != nil {
 		return err
 	}
+	old := sa.keys
 	sa.keys, sa.out, sa.in = k, out, in
+	old.Wipe() // the keys of the previous IKE_INTERMEDIATE step
 	return nil
 }
 
@@ -143,8 +177,24 @@ type childSA struct {
 	local, remote []netip.Prefix
 	created       time.Time
 	rekeyAt       time.Time
-	replaced      bool // the edge rekeyed it; it goes when the edge deletes it
+
+	// How it was created, to settle a simultaneous rekey (RFC 7296 2.8.1):
+	// the SA it replaces (nil for the IKE_AUTH one), whether we initiated
+	// that exchange, and the exchange's nonces.
+	rekeyOf *childSA
+	ours    bool
+	ni, nr  []byte
+
+	// replaced: a newer Child SA carries the traffic; this one is never
+	// rekeyed again and goes when its deleter (see settleChildRekey)
+	// deletes it. deleteAt: when we delete it ourselves if it is still
+	// here (zero: never).
+	replaced bool
+	deleteAt time.Time
 }
+
+// wipe clears the Child SA's ESP keys once the kernel no longer has them.
+func (c *childSA) wipe() { keys.WipeAll(c.in.Key, c.out.Key) }
 
 // Session is the tunnel to one edge: it establishes, keeps alive, rekeys
 // and re-establishes the IKE SA and its Child SA.
@@ -159,16 +209,20 @@ type Session struct {
 
 	ikeLife, childLife, dpd time.Duration
 
-	tr        *transport
-	ike       *ikeSA
-	old       *ikeSA // the IKE SA being deleted after a rekey
-	children  []*childSA
-	policies  []xfrm.Policy
-	reqid     uint32
-	lastRecv  time.Time
-	fatal     error // set while dispatching: the peer deleted or lost the IKE SA
-	rekeying  bool  // one of our rekeys is in progress (the edge's must wait)
-	contacted bool  // INITIAL_CONTACT sent once per process
+	state    State
+	tr       *transport
+	ike      *ikeSA
+	old      *ikeSA // the IKE SA being deleted after a rekey
+	children []*childSA
+	policies []xfrm.Policy
+	reqid    uint32
+	lastRecv time.Time
+	fatal    error // set while dispatching: the peer deleted or lost the IKE SA
+	rekeying ourRekey // which of our rekeys is in progress
+	// redundant is a new IKE SA the edge created in a simultaneous IKE SA
+	// rekey that lost (RFC 7296 2.8.2): kept until the edge deletes it, so
+	// that its Delete is answered.
+	redundant *ikeSA
 
 	mu sync.Mutex
 	st Status
@@ -198,7 +252,7 @@ func New(cfg *Config, opt Options) (*Session, error) {
 	}
 	s := &Session{cfg: cfg, opt: opt, pol: pol, log: opt.Logger, auth: auth, me: me, peer: peer, reqid: 1}
 	s.ikeLife, s.childLife, s.dpd = cfg.Durations()
-	s.st = Status{State: "down", AddKE: []string{}, Children: []ChildStatus{}}
+	s.st = Status{State: StateDown.String(), AddKE: []string{}, Children: []ChildStatus{}}
 	return s, nil
 }
 
@@ -238,6 +292,7 @@ func (s *Session) refreshStatus(ctx context.Context) {
 		kids = append(kids, cs)
 	}
 	s.update(func(st *Status) {
+		st.State = s.reportedState().String()
 		st.Children = kids
 		if st.Children == nil {
 			st.Children = []ChildStatus{}
@@ -252,14 +307,45 @@ func (s *Session) refreshStatus(ctx context.Context) {
 	})
 }
 
+// setState moves the session to st and reports it. Established is only
+// reported with a Child SA installed (refreshStatus keeps that true).
+func (s *Session) setState(st State) {
+	s.state = st
+	s.update(func(x *Status) { x.State = s.reportedState().String() })
+}
+
+// reportedState is the state for Status: an IKE SA that has lost its last
+// Child SA carries no traffic, so it is not "established".
+func (s *Session) reportedState() State {
+	if s.state == StateEstablished && len(s.children) == 0 {
+		return StateConnecting
+	}
+	return s.state
+}
+
 func (s *Session) setError(err error) {
 	s.update(func(st *Status) { st.LastError = err.Error() })
 }
 
+// ErrPanic reports that the session hit a bug and was torn down.
+var ErrPanic = errors.New("ike: session panicked")
+
 // Run keeps the tunnel up until ctx ends, re-establishing with exponential
 // backoff when the edge is lost, deletes the SA or restarts. On return the
 // SAs are deleted at the edge and removed from the kernel.
-func (s *Session) Run(ctx context.Context) error {
+//
+// A panic (a bug reached by some input) does not leave the session's
+// sockets, reader goroutines and kernel SAs behind: they are released and
+// Run returns ErrPanic, so whoever restarts it starts clean.
+func (s *Session) Run(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
+			s.log.Error("session panicked; releasing its sockets and SAs", "panic", r)
+			s.releaseAfterPanic()
+			s.setError(err)
+		}
+	}()
 	backoff := s.opt.ReconnectMin
 	for {
 		err := s.Establish(ctx)
@@ -280,12 +366,37 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 }
 
+// releaseAfterPanic removes the kernel state and closes the sockets without
+// talking to the edge: the session's state cannot be trusted any more. The
+// edge learns of it from the INITIAL_CONTACT of the next session.
+func (s *Session) releaseAfterPanic() {
+	defer func() {
+		if r := recover(); r != nil {
+			// teardown itself failed half-way: at least the sockets go.
+			s.log.Error("teardown after panic failed", "panic", r)
+			if s.tr != nil {
+				s.tr.close()
+				s.tr = nil
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.teardown(ctx, false); err != nil {
+		s.log.Error("teardown after panic", "err", err)
+	}
+}
+
 // Close deletes the IKE SA at the edge (best effort, one short attempt),
 // removes the kernel state and closes the sockets.
+//
+// Close is final: it also wipes the session's copy of the PSK.
 func (s *Session) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return s.teardown(ctx, true)
+	err := s.teardown(ctx, true)
+	keys.WipeAll(s.auth.psk)
+	return err
 }
 
 func (s *Session) teardown(ctx context.Context, notify bool) error {
@@ -297,9 +408,13 @@ func (s *Session) teardown(ctx context.Context, notify bool) error {
 		s.tr.close()
 		s.tr = nil
 	}
-	s.ike, s.old, s.fatal = nil, nil, nil
+	s.ike.wipe()
+	s.old.wipe()
+	s.redundant.wipe()
+	s.ike, s.old, s.redundant, s.fatal = nil, nil, nil, nil
+	s.state = StateDown
 	s.refreshStatus(ctx)
-	s.update(func(st *Status) { st.State = "down"; st.SPIi, st.SPIr = "", "" })
+	s.update(func(st *Status) { st.SPIi, st.SPIr = "", "" })
 	return err
 }
 
@@ -307,6 +422,7 @@ func (s *Session) removeChildren(ctx context.Context) error {
 	var errs []error
 	for _, c := range s.children {
 		errs = append(errs, s.opt.Installer.DelSA(ctx, c.in), s.opt.Installer.DelSA(ctx, c.out))
+		c.wipe()
 	}
 	s.children = nil
 	for _, p := range s.policies {
@@ -353,6 +469,18 @@ func (s *Session) jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - time.Duration(n.Int64())
+}
+
+// jitterUpTo returns a random duration in [0, d].
+func (s *Session) jitterUpTo(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	n, err := rand.Int(s.opt.Rand, big.NewInt(int64(d)+1))
+	if err != nil {
+		return d
+	}
+	return time.Duration(n.Int64())
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -6,7 +6,7 @@ import (
 
 // Status is a snapshot of the tunnel for operators and the -once applet.
 type Status struct {
-	State       string        `json:"ike"` // "connecting", "established", "down"
+	State       string        `json:"ike"` // a State's String: "down", "connecting", "established"
 	KE          string        `json:"ke,omitempty"`
 	AddKE       []string      `json:"addke"`
 	Encr        string        `json:"encr,omitempty"`

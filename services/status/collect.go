@@ -3,6 +3,7 @@ package status
 import (
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ type Sources struct {
 	Tunnel               func() TunnelStatus
 	Services             func() []supervise.State
 	Clock                func() timesync.Status
-	Update               func() UpdateResult
+	Update               func() UpdateStatus
 	Config               func() ConfigState
 	Log                  *logring.Ring
 	LogLines             int // how many recent lines; default 50
@@ -55,6 +56,19 @@ func (s *Sources) Collect() Report {
 		}
 		r.Log = s.Log.Recent(n)
 	}
+	return r
+}
+
+// hexRun is an SPI, a message ID in hex or a key fingerprint in a message.
+var hexRun = regexp.MustCompile(`\b[0-9a-fA-F]{8,}\b`)
+
+// Summary is the report for the LAN: the tunnel's state, algorithms and
+// counters without its SPIs, and no log lines, which carry SPIs and
+// message IDs. Hex runs in the tunnel's last error are masked too.
+func (r Report) Summary() Report {
+	r.Tunnel.SPIs = nil
+	r.Tunnel.LastError = hexRun.ReplaceAllString(r.Tunnel.LastError, "…")
+	r.Log = nil
 	return r
 }
 

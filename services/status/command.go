@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pqbranch/pqbranch/update/agent"
 	"io"
 	"net/http"
 	"os"
@@ -116,9 +117,7 @@ func Print(w io.Writer, r *Report) error {
 		p.f("  %-10s %-8s restarts %d %s\n", s.Name, s.State, s.Restarts, s.LastError)
 	}
 	p.f("\nclock: synced=%v server=%s\n", r.Clock.Synced, r.Clock.Server)
-	if r.Update.Result != "" {
-		p.f("last update: %s %s %s\n", r.Update.Result, r.Update.At.Format(time.RFC3339), r.Update.Detail)
-	}
+	printUpdate(p, r.Update)
 	p.f("config: %s loaded=%v\n", r.Config.File, r.Config.Loaded)
 	for _, e := range r.Config.Errors {
 		p.f("  %s\n", e)
@@ -140,5 +139,33 @@ type printer struct {
 func (p *printer) f(format string, a ...any) {
 	if p.err == nil {
 		_, p.err = fmt.Fprintf(p.w, format, a...)
+	}
+}
+
+func printUpdate(p *printer, u UpdateStatus) {
+	if u.Unavailable != "" {
+		p.f("\nupdate: unavailable: %s\n", u.Unavailable)
+		return
+	}
+	p.f("\nupdate: %s", u.State)
+	if u.Target != "" {
+		p.f(" %s", u.Target)
+	}
+	if u.Total > 0 && (u.State == agent.Downloading || u.State == agent.Verifying) {
+		p.f(" %.1f/%.1f MiB (%.0f%%) %.1f MiB/s", float64(u.Bytes)/(1<<20), float64(u.Total)/(1<<20), u.Percent, u.Rate/(1<<20))
+	}
+	if !u.WaitUntil.IsZero() {
+		p.f(" until %s", u.WaitUntil.Format(time.RFC3339))
+	}
+	p.f("\n  window %s, security floor %d, boot order %s", u.Window, u.SecurityFloor, strings.Join(u.BootOrder, " "))
+	if u.BootNext != "" {
+		p.f(", next boot %s", u.BootNext)
+	}
+	p.f("\n")
+	if u.Reason != "" {
+		p.f("  %s\n", u.Reason)
+	}
+	if l := u.Last; l != nil {
+		p.f("  last update: %s %s -> %s at %s %s\n", l.Result, l.From, l.To, l.At.Format(time.RFC3339), l.Reason)
 	}
 }

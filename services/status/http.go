@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 )
 
 // Handler serves the report as JSON at /status (and /). It is read-only:
-// anything but GET and HEAD is refused.
+// anything but GET and HEAD is refused. Clients on loopback (the console)
+// get the whole report; the LAN gets its Summary, without the SPIs, message
+// IDs and debug log an attacker could aim forged packets with.
 func Handler(src *Sources) http.Handler {
 	mux := http.NewServeMux()
 	serve := func(w http.ResponseWriter, r *http.Request) {
@@ -25,11 +29,54 @@ func Handler(src *Sources) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(src.Collect()) // a client gone away is not our error
+		rep := src.Collect()
+		if !fromLoopback(r) {
+			rep = rep.Summary()
+		}
+		_ = enc.Encode(rep) // a client gone away is not our error
 	}
 	mux.HandleFunc("/status", serve)
 	mux.HandleFunc("/{$}", serve)
 	return mux
+}
+
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+// maxConns bounds the status server's open connections on each listener.
+// PID 1 serves it and shares its file descriptors with every service: one
+// LAN host holding idle connections must not exhaust them.
+const maxConns = 16
+
+// limitListener accepts at most n connections at a time; further clients
+// wait in the kernel's backlog until one closes.
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // Serve listens on each of addrs (the LAN address and loopback, port
@@ -39,10 +86,14 @@ func Serve(ctx context.Context, log *slog.Logger, src *Sources, addrs ...string)
 	srv := &http.Server{
 		Handler:           Handler(src),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       time.Minute,
+		IdleTimeout:       10 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 	}
+	// One request per connection: the report is fetched now and then, and
+	// idle keep-alive connections would hold the few slots (maxConns).
+	srv.SetKeepAlivesEnabled(false)
 	var lns []net.Listener
 	for _, a := range addrs {
 		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", a)
@@ -52,7 +103,7 @@ func Serve(ctx context.Context, log *slog.Logger, src *Sources, addrs ...string)
 			}
 			return fmt.Errorf("status: listen %s: %w", a, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, &limitListener{Listener: ln, slots: make(chan struct{}, maxConns)})
 	}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {

@@ -8,6 +8,7 @@ import (
 	"github.com/pqbranch/pqbranch/services/logring"
 	"github.com/pqbranch/pqbranch/services/supervise"
 	"github.com/pqbranch/pqbranch/services/timesync"
+	"github.com/pqbranch/pqbranch/update/agent"
 )
 
 // Report is the whole status document.
@@ -22,7 +23,7 @@ type Report struct {
 	Tunnel     TunnelStatus      `json:"tunnel"`
 	Services   []supervise.State `json:"services"`
 	Clock      timesync.Status   `json:"clock"`
-	Update     UpdateResult      `json:"update"`
+	Update     UpdateStatus      `json:"update"`
 	Config     ConfigState       `json:"config"`
 	Log        []logring.Entry   `json:"log"`
 }
@@ -56,11 +57,16 @@ type TunnelBytes struct {
 	Out uint64 `json:"out"`
 }
 
-// UpdateResult is the outcome of the latest A/B update attempt.
-type UpdateResult struct {
-	Result string    `json:"result,omitempty"` // e.g. "ok", "rolled back", "" for none yet
-	At     time.Time `json:"at,omitzero"`
-	Detail string    `json:"detail,omitempty"`
+// UpdateStatus is the A/B update agent's state and the firmware's boot
+// entries as it steers them.
+type UpdateStatus struct {
+	agent.Status
+	// BootOrder lists the slots in the firmware's BootOrder: the first is
+	// the committed one. BootNext is the slot armed for one trial boot.
+	BootOrder []string `json:"boot_order,omitempty"`
+	BootNext  string   `json:"boot_next,omitempty"`
+	// Unavailable says why no agent runs (no slots, no UEFI variables).
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // ConfigState says which config is in force and why a newer one is not.

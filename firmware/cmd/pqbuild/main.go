@@ -39,6 +39,10 @@ func main() {
 			usage()
 		}
 		err = hostdeps.Ensure(ctx, os.Args[2], os.Stderr)
+	case "keygen":
+		err = keygen(os.Args[2:])
+	case "bundle":
+		err = bundleCmd(os.Args[2:])
 	case "accel":
 		fmt.Println(qemu.DetectAccel(ctx))
 	case "boards":
@@ -61,7 +65,10 @@ func usage() {
        pqbuild bench [-board NAME]   build and boot figures as a table
        pqbuild deps image|run|test   install missing system packages
        pqbuild accel                 print kvm or tcg, whichever works here
-       pqbuild boards`)
+       pqbuild boards
+       pqbuild keygen -out KEY -pub KEYRING [-name NAME]   a hybrid (ML-DSA-65 + Ed25519) release signing key
+       pqbuild bundle inspect FILE                          print a bundle's manifest (not verified)
+       pqbuild bundle verify [-keys KEYRING] [-board NAME] FILE`)
 	os.Exit(2)
 }
 
@@ -72,6 +79,12 @@ func image(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Profile, "profile", "dev", "initramfs profile: dev (console shell) or prod (no shell)")
 	fs.StringVar(&o.OutDir, "out", "out", "output directory")
 	fs.StringVar(&o.CacheDir, "cache", firmware.DefaultCacheDir(), "cache for fetched packages and u-root builds")
+	fs.StringVar(&o.Key, "key", os.Getenv("PQB_UPDATE_KEY"), "release signing key (default: the development key in the cache)")
+	fs.Func("trust", "a keyring file the image trusts besides the signing key (repeatable: key rotation)", func(s string) error {
+		o.Trust = append(o.Trust, s)
+		return nil
+	})
+	fs.StringVar(&o.Fault, "fault", "", "dev test images only: bake in a failure (unhealthy, panic, hang)")
 	fs.Parse(args)
 	repo, err := repoDir()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/pqbranch/pqbranch/services/initd"
 	"github.com/pqbranch/pqbranch/services/power"
 	"github.com/pqbranch/pqbranch/services/status"
+	"github.com/pqbranch/pqbranch/update/updatecmd"
 )
 
 // applet is the entry point of one appliance command.
@@ -35,6 +36,7 @@ func applets() map[string]applet {
 		"reboot":       power.Applet(power.Reboot),
 		"poweroff":     power.Applet(power.Poweroff),
 		"crash":        appliance.CrashMain, // dev images only: the socket exists there
+		"update":       updatecmd.Main,
 	}
 }
 

@@ -22,6 +22,14 @@ func (r *Responder) create(s *sa, d *sk.Decrypted) ([]message.Payload, func(*sk.
 		return errResp(message.INVALID_SYNTAX), nil
 	}
 	offered := saP.Proposals[0]
+	switch h := r.cfg.Hostile; {
+	case offered.Protocol == message.ProtoESP && h.RefuseChildRekeys != 0:
+		r.stats.RefusedChild++
+		return errResp(h.RefuseChildRekeys), nil
+	case offered.Protocol == message.ProtoIKE && h.RefuseIKERekeys != 0:
+		r.stats.RefusedIKE++
+		return errResp(h.RefuseIKERekeys), nil
+	}
 	chosen, ok := r.choose(offered, offered.Protocol)
 	if !ok || transformID(chosen, message.TransformKE) != keP.Group {
 		return errResp(message.NO_PROPOSAL_CHOSEN), nil
@@ -30,7 +38,7 @@ func (r *Responder) create(s *sa, d *sk.Decrypted) ([]message.Payload, func(*sk.
 	if err != nil {
 		return errResp(message.INVALID_SYNTAX), nil
 	}
-	p := &pending{ni: nonce.Data, nr: random(32), shared: [][]byte{shared}, link: random(8)}
+	p := &pending{ni: nonce.Data, nr: r.rekeyNonce(false), shared: [][]byte{shared}, link: random(8)}
 	for _, t := range chosen.Transforms {
 		if t.Type >= message.TransformADDKE1 && t.Type <= message.TransformADDKE7 && t.ID != message.KE_NONE {
 			p.methods = append(p.methods, t.ID)
@@ -112,9 +120,15 @@ func (r *Responder) finish(s *sa) {
 	prop := message.Proposal{Protocol: message.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, p.spiOut),
 		Transforms: []message.Transform{{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: 256}}}
 	c, _, _ := r.newChild(s, nil, p.shared, &prop, p.ni, p.nr)
-	c.spiIn = p.spiIn
+	c.spiIn, c.ni, c.nr = p.spiIn, p.ni, p.nr
+	if i := slices.IndexFunc(s.children, func(x *child) bool { return x.spiOut == p.rekeyESP }); i >= 0 {
+		c.rekeyOf = s.children[i]
+	}
 	s.children = append(s.children, c)
 	r.stats.ChildRekeys++
+	if c.rekeyOf != nil {
+		r.settle(s, c.rekeyOf)
+	}
 }
 
 func (r *Responder) informational(s *sa, d *sk.Decrypted) ([]message.Payload, func(*sk.Sealed)) {

@@ -34,6 +34,7 @@ type sa struct {
 	nextAddKE  int
 	peerMID    uint32
 	lastResp   [][]byte
+	lastReq    [][]byte // our last request, as sent (for tests that repeat it)
 	parts      sk.Reassembler
 	nextMID    uint32
 	peer       netip.AddrPort
@@ -70,6 +71,11 @@ func (s *sa) flags(response bool) message.Flags {
 type child struct {
 	spiIn, spiOut uint32
 	keyIn, keyOut []byte
+	// For a rekey collision (RFC 7296 2.8.1): the Child SA this one
+	// replaces, whether we initiated its exchange, and its nonces.
+	rekeyOf *child
+	ours    bool
+	ni, nr  []byte
 }
 
 // pending is a CREATE_CHILD_SA waiting for its IKE_FOLLOWUP_KE exchanges.
@@ -147,6 +153,11 @@ func (r *Responder) handle(b []byte, from netip.AddrPort, natPort bool) {
 	if d == nil {
 		return
 	}
+	if h.Exchange == message.INFORMATIONAL && r.stats.DeletesLost < r.cfg.Hostile.LoseIKEDeletes &&
+		slices.ContainsFunc(message.FindAll[*message.Delete](d.Payloads), func(x *message.Delete) bool { return x.Protocol == message.ProtoIKE }) {
+		r.stats.DeletesLost++ // as if the path had lost it
+		return
+	}
 	var resp []message.Payload
 	var after func(*sk.Sealed)
 	switch h.Exchange {
@@ -201,6 +212,7 @@ func (r *Responder) request(s *sa, exch message.ExchangeType, ps []message.Paylo
 	}
 	sealed, err := sk.Seal(h, ps, s.out, max)
 	if err == nil {
+		s.lastReq = sealed.Datagrams
 		r.send(s.peer, s.natPort, sealed.Datagrams)
 	}
 }
@@ -228,6 +240,27 @@ func (r *Responder) init(b []byte, from netip.AddrPort, natPort bool) {
 		out := &message.Message{Header: message.Header{SPIi: m.SPIi, Exchange: message.IKE_SA_INIT, Flags: message.FlagResponse}, Payloads: ps}
 		raw, _ := out.Marshal()
 		r.send(from, natPort, [][]byte{raw})
+	}
+	if h := r.cfg.Hostile; h.ForgeCookies > 0 || h.ForgeInitError != 0 || h.ForgeInvalidKE != 0 {
+		n := h.ForgeCookieLen
+		if n == 0 {
+			n = 16
+		}
+		for range h.ForgeCookies {
+			reply(&message.Notify{NotifyType: message.COOKIE, Data: random(n)})
+			r.stats.ForgedSent++
+		}
+		if h.ForgeInitError != 0 {
+			reply(&message.Notify{NotifyType: h.ForgeInitError})
+			r.stats.ForgedSent++
+		}
+		if h.ForgeInvalidKE != 0 {
+			reply(&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, h.ForgeInvalidKE)})
+			r.stats.ForgedSent++
+		}
+	}
+	if r.cfg.Hostile.NoInitAnswer {
+		return
 	}
 	if r.cfg.Cookie {
 		want := r.cookie(m.SPIi, from)
@@ -272,7 +305,11 @@ func (r *Responder) init(b []byte, from netip.AddrPort, natPort bool) {
 		reply(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	s := &sa{spii: m.SPIi, spir: randSPI(), ni: nonce.Data, nr: random(32), ke: ke, req1: b, peer: from, natPort: natPort, peerMID: 1}
+	nonceLen := 32
+	if r.cfg.Hostile.NonceLen != 0 {
+		nonceLen = r.cfg.Hostile.NonceLen
+	}
+	s := &sa{spii: m.SPIi, spir: randSPI(), ni: nonce.Data, nr: random(nonceLen), ke: ke, req1: b, peer: from, natPort: natPort, peerMID: 1}
 	s.prf, _ = keys.PRFByID(transformID(chosen, message.TransformPRF))
 	for _, t := range chosen.Transforms {
 		switch {
@@ -420,6 +457,9 @@ func (r *Responder) intermediate(s *sa, d *sk.Decrypted) ([]message.Payload, fun
 
 func (r *Responder) auth(s *sa, d *sk.Decrypted) []message.Payload {
 	r.stats.Auths++
+	if message.FindNotify(d.Payloads, message.INITIAL_CONTACT) != nil {
+		r.stats.InitialContacts++
+	}
 	fail := []message.Payload{&message.Notify{NotifyType: message.AUTHENTICATION_FAILED}}
 	if s.nextAddKE != len(s.addke) {
 		return fail

@@ -58,7 +58,7 @@ func (r *Responder) startRekey(ike bool) error {
 	if err != nil {
 		return err
 	}
-	o := &own{exch: message.CREATE_CHILD_SA, ike: ike, ni: random(32), ke: ke, pending: slices.Clone(s.addke)}
+	o := &own{exch: message.CREATE_CHILD_SA, ike: ike, ni: r.rekeyNonce(true), ke: ke, pending: slices.Clone(s.addke)}
 	var ts []message.Transform
 	var ps []message.Payload
 	if ike {
@@ -95,6 +95,7 @@ func (r *Responder) startRekey(ike bool) error {
 
 // response handles the initiator's response to one of our requests.
 func (r *Responder) response(s *sa, b []byte, h message.Header) {
+	r.stats.ResponsesIn++
 	o := s.own
 	if o == nil || h.MessageID != o.mid || h.Exchange != o.exch || h.IsInitiator() == s.initiator {
 		return // the answer to a Delete, or a retransmission
@@ -107,6 +108,11 @@ func (r *Responder) response(s *sa, b []byte, h message.Header) {
 		r.stats.RekeysRefused++
 		r.stats.LastRefusal = n.NotifyType
 		s.own = nil
+		return
+	}
+	if r.cfg.Hostile.CrashMidRekey {
+		r.stats.Crashed++
+		r.sas, r.inits = map[uint64]*sa{}, map[uint64]*sa{}
 		return
 	}
 	if !r.ownStep(s, o, d.Payloads) {
@@ -177,11 +183,56 @@ func (r *Responder) completeOwn(s *sa, o *own) {
 	// We initiated: initiator-to-responder keys (our outbound) come first.
 	const n = 256/8 + 4
 	km := keys.ChildKeymat(s.prf, s.k.D, o.shared, o.ni, o.nr, 2*n)
-	c := &child{spiIn: binary.BigEndian.Uint32(o.spi), spiOut: binary.BigEndian.Uint32(o.peerSPI), keyOut: km[:n], keyIn: km[n:]}
+	c := &child{spiIn: binary.BigEndian.Uint32(o.spi), spiOut: binary.BigEndian.Uint32(o.peerSPI), keyOut: km[:n], keyIn: km[n:],
+		rekeyOf: o.old, ours: true, ni: o.ni, nr: o.nr}
 	s.children = append(s.children, c)
-	r.request(s, message.INFORMATIONAL, []message.Payload{
-		&message.Delete{Protocol: message.ProtoESP, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, o.old.spiIn)}},
-	})
-	s.children = slices.DeleteFunc(s.children, func(x *child) bool { return x == o.old })
 	r.stats.OwnChildRekeys++
+	if !r.cfg.Hostile.KeepReplaced {
+		r.settle(s, o.old)
+	}
+}
+
+// settle decides, once a rekey of old is complete and no other rekey of it
+// is running, which Child SAs we delete (RFC 7296 2.8.1): of two colliding
+// rekeys the one with the lowest of the four nonces is deleted by its
+// initiator, and the initiator of the survivor deletes old.
+func (r *Responder) settle(s *sa, old *child) {
+	if (s.own != nil && s.own.old == old) || (s.pending != nil && !s.pending.ike && s.pending.rekeyESP == old.spiOut) {
+		return // the other rekey of old is still running; it settles
+	}
+	var ours, theirs *child
+	for _, c := range s.children {
+		if c.rekeyOf == old && c.ours {
+			ours = c
+		} else if c.rekeyOf == old {
+			theirs = c
+		}
+	}
+	if ours == nil {
+		return // only the initiator rekeyed old: it deletes old
+	}
+	del := old
+	if theirs != nil {
+		r.stats.Collisions++
+		if bytes.Compare(lowest(ours.ni, ours.nr), lowest(theirs.ni, theirs.nr)) <= 0 {
+			del = ours // ours is redundant; the initiator deletes old
+		} else {
+			r.stats.CollisionsWon++ // the initiator deletes its redundant one
+		}
+	}
+	if !slices.Contains(s.children, del) {
+		return // deleted already
+	}
+	r.request(s, message.INFORMATIONAL, []message.Payload{
+		&message.Delete{Protocol: message.ProtoESP, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, del.spiIn)}},
+	})
+	s.children = slices.DeleteFunc(s.children, func(x *child) bool { return x == del })
+}
+
+// lowest returns the lower nonce, octet by octet.
+func lowest(a, b []byte) []byte {
+	if bytes.Compare(a, b) < 0 {
+		return a
+	}
+	return b
 }

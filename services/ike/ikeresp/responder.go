@@ -37,6 +37,10 @@ type Config struct {
 	// 7296 3.3.6 demands and strongSwan 5.9 does.
 	RejectUnknownTypes bool
 
+	// LowNonce makes some of our rekey nonces all zero, the lowest there
+	// is, so a test decides who loses a simultaneous rekey (RFC 7296 2.8.1).
+	LowNonce LowNonce
+
 	FragmentSize int  // largest IKE message we send before fragmenting; 0: never
 	Cookie       bool // demand a COOKIE round trip first
 	FakeNAT      bool // claim to be behind NAT, as strongSwan with kernel-libipsec does
@@ -56,6 +60,57 @@ type Hostile struct {
 	InvalidKE       uint16 // answer INVALID_KE_PAYLOAD asking for this group
 	Silent          bool   // stop answering after IKE_AUTH (a lost peer)
 	WrongPSK        []byte // authenticate with this PSK instead
+	// RefuseChildRekeys and RefuseIKERekeys answer the initiator's
+	// CREATE_CHILD_SA for a Child SA or an IKE SA with this error notify.
+	RefuseChildRekeys, RefuseIKERekeys message.NotifyType
+	// Forged IKE_SA_INIT answers sent before the real one, from the same
+	// socket: ForgeCookies COOKIE replies with random cookies of
+	// ForgeCookieLen bytes (default 16), then one error notify ForgeInitError
+	// and one INVALID_KE_PAYLOAD asking for ForgeInvalidKE.
+	ForgeCookies   int
+	ForgeCookieLen int
+	ForgeInitError message.NotifyType
+	ForgeInvalidKE uint16
+	NoInitAnswer   bool // send only the forged answers, never the real one
+	NonceLen       int  // length of our IKE_SA_INIT nonce, default 32
+	LoseIKEDeletes int  // ignore this many IKE SA Delete requests, as a lossy path would
+	// KeepReplaced: after our own Child SA rekeys, never delete the SA
+	// replaced (the initiator has to prune it).
+	KeepReplaced bool
+	// CrashMidRekey: on the answer to our own CREATE_CHILD_SA, forget
+	// every SA instead of sending IKE_FOLLOWUP_KE, as an edge restarting
+	// in the middle of its rekey does.
+	CrashMidRekey bool
+}
+
+// LowNonce says which of our rekey nonces are all zero.
+type LowNonce uint8
+
+const (
+	LowNonceNone   LowNonce = iota
+	LowNonceOwn             // Ni of the rekeys we start: our exchange loses a collision
+	LowNonceAnswer          // Nr of our answers to the initiator's rekeys: its exchange loses
+)
+
+func (l LowNonce) String() string {
+	switch l {
+	case LowNonceNone:
+		return "none"
+	case LowNonceOwn:
+		return "own"
+	case LowNonceAnswer:
+		return "answer"
+	}
+	return fmt.Sprintf("LowNonce(%d)", uint8(l))
+}
+
+// rekeyNonce is a nonce for a rekey exchange, all zero when cfg.LowNonce
+// says so for this kind (own: we initiate it).
+func (r *Responder) rekeyNonce(own bool) []byte {
+	if (own && r.cfg.LowNonce == LowNonceOwn) || (!own && r.cfg.LowNonce == LowNonceAnswer) {
+		return make([]byte, 32)
+	}
+	return random(32)
 }
 
 // Stats counts what the responder saw.
@@ -78,6 +133,15 @@ type Stats struct {
 	FollowupKEsSent              int
 	RekeysRefused, RekeysFailed  int
 	LastRefusal                  message.NotifyType
+	ResponsesIn                  int // datagrams that looked like responses to our requests
+	RefusedChild, RefusedIKE     int // rekeys of the initiator we refused (Hostile.Refuse*)
+	ForgedSent                   int // forged IKE_SA_INIT answers (Hostile.Forge*)
+	InitialContacts              int // IKE_AUTH requests carrying INITIAL_CONTACT
+	DeletesLost                  int // IKE SA Deletes ignored (Hostile.LoseIKEDeletes)
+	// Simultaneous Child SA rekeys settled, and how many of them our own
+	// exchange won.
+	Collisions, CollisionsWon int
+	Crashed                   int // times Hostile.CrashMidRekey forgot every SA
 }
 
 // Responder serves IKE on two loopback UDP sockets.

@@ -72,3 +72,19 @@ func rekeyMaterial(shared [][]byte, ni, nr []byte) [][]byte {
 	parts := [][]byte{shared[0], ni, nr}
 	return append(parts, shared[1:]...)
 }
+
+// Wipe overwrites every key with zeros, best effort: copies the runtime
+// made (or the AEAD's expanded key schedule) are out of reach.
+func (k *IKE) Wipe() {
+	for _, b := range [][]byte{k.D, k.Ai, k.Ar, k.Ei, k.Er, k.Pi, k.Pr} {
+		clear(b)
+	}
+}
+
+// WipeAll zeroes each secret in bs, e.g. the shared secrets of a key exchange
+// once the keys are derived from them.
+func WipeAll(bs ...[]byte) {
+	for _, b := range bs {
+		clear(b)
+	}
+}

@@ -206,3 +206,23 @@ func FuzzPayload(f *testing.F) {
 		}
 	})
 }
+
+// Logs and refusals name notify types instead of printing numbers.
+func TestNotifyNames(t *testing.T) {
+	for _, tt := range []struct {
+		n    NotifyType
+		want string
+	}{
+		{NO_PROPOSAL_CHOSEN, "NO_PROPOSAL_CHOSEN"},
+		{16418, "CHILDLESS_IKEV2_SUPPORTED"},
+		{16404, "MULTIPLE_AUTH_SUPPORTED"},
+		{16396, "MOBIKE_SUPPORTED"},
+		{16441, "ADDITIONAL_KEY_EXCHANGE"},
+		{1000, "UNKNOWN_ERROR(1000)"},
+		{40000, "UNKNOWN_STATUS(40000)"},
+	} {
+		if got := tt.n.String(); got != tt.want {
+			t.Errorf("NotifyType(%d).String() = %q, want %q", uint16(tt.n), got, tt.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package xfrm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -8,6 +9,10 @@ import (
 )
 
 // Memory is an Installer that only records: the -no-install mode and tests.
+// It behaves like Netlink where the session can tell: it keeps its own copy
+// of each key (the kernel does), refuses a duplicate SPI, and updates rather
+// than refuses a policy for selectors already present (XfrmPolicyUpdate), so
+// a restarted session over left-over policies is modelled faithfully.
 type Memory struct {
 	mu       sync.Mutex
 	sas      map[uint32]SA
@@ -23,6 +28,7 @@ func (m *Memory) AddSA(_ context.Context, sa SA) error {
 	if _, dup := m.sas[sa.SPI]; dup {
 		return fmt.Errorf("add %v: SPI exists", sa)
 	}
+	sa.Key = bytes.Clone(sa.Key)
 	m.sas[sa.SPI] = sa
 	return nil
 }
@@ -40,8 +46,11 @@ func (m *Memory) DelSA(_ context.Context, sa SA) error {
 func (m *Memory) AddPolicy(_ context.Context, p Policy) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if slices.Contains(m.policies, p) {
-		return fmt.Errorf("policy %v->%v exists", p.Local, p.Remote)
+	// The kernel keys a policy by its selectors (and direction): a second
+	// one for the same subnets replaces the first.
+	if i := slices.IndexFunc(m.policies, func(q Policy) bool { return q.Local == p.Local && q.Remote == p.Remote }); i >= 0 {
+		m.policies[i] = p
+		return nil
 	}
 	m.policies = append(m.policies, p)
 	return nil

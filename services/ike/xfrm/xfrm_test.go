@@ -83,3 +83,34 @@ func TestMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Memory updates a policy for existing selectors, as XfrmPolicyUpdate does,
+// and keeps its own copy of keys, as the kernel does.
+func TestMemoryLikeNetlink(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	p := Policy{Local: netip.MustParsePrefix("198.18.1.0/24"), Remote: netip.MustParsePrefix("198.18.0.0/24"),
+		LocalGW: netip.MustParseAddr("192.0.2.2"), RemoteGW: netip.MustParseAddr("192.0.2.1"), ReqID: 1}
+	if err := m.AddPolicy(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	q := p
+	q.LocalGW, q.ReqID = netip.MustParseAddr("192.0.2.3"), 2
+	if err := m.AddPolicy(ctx, q); err != nil {
+		t.Fatalf("second policy for the same selectors: %v", err)
+	}
+	if got := m.Policies(); len(got) != 1 || got[0] != q {
+		t.Fatalf("policies %v, want only the update %v", got, q)
+	}
+	key := []byte{1, 2, 3, 4}
+	if err := m.AddSA(ctx, SA{SPI: 0x1000, Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	clear(key)
+	if got := m.SAs()[0].Key; got[0] != 1 {
+		t.Fatalf("the installed key changed with the caller's slice: %v", got)
+	}
+	if err := m.AddSA(ctx, SA{SPI: 0x1000}); err == nil {
+		t.Fatal("duplicate SPI accepted")
+	}
+}

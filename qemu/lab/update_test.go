@@ -1,0 +1,145 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pqbranch/pqbranch/release"
+	"github.com/pqbranch/pqbranch/services/status"
+	"github.com/pqbranch/pqbranch/update/agent"
+)
+
+// TestUpdates takes one box through its update life, served by the lab's
+// HTTPS update server in the WAN namespace:
+//
+//   - eight broken or forged bundles, each refused with a clear reason,
+//     the boot entries untouched and slot B never armed;
+//   - A→B: the reboot waits for the maintenance window (the lab's time
+//     server moves the clock into it), B boots on trial and commits;
+//   - three bad releases from B (never healthy, a kernel panic, an init
+//     that hangs): each time the box is back on B by itself, with the
+//     reason in status;
+//   - B→A with the next good release.
+func TestUpdates(t *testing.T) {
+	needLab(t)
+	// Each boots its own box in its own lab; under TCG a VM keeps one core
+	// busy, so the two share the machine's two.
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	v1, _ := defaultRelease(t)
+	v2 := buildRelease(t, "0.2.0-test", v1.Epoch+100, "")
+	unhealthy := buildRelease(t, "0.3.0-unhealthy", v1.Epoch+200, release.FaultUnhealthy)
+	panics := buildRelease(t, "0.3.1-panic", v1.Epoch+300, release.FaultPanic)
+	hangs := buildRelease(t, "0.3.2-hang", v1.Epoch+400, release.FaultHang)
+	v3 := buildRelease(t, "0.4.0-test", v1.Epoch+500, "")
+
+	l := startUpdateLab(ctx, t)
+	waitBanner(ctx, t, l, 0)
+	r := healthyOn(ctx, t, l, v1.Version, "A")
+	checkBootSteady(t, r.Update, "A")
+
+	t.Run("rejected bundles", func(t *testing.T) {
+		good, err := os.ReadFile(v2.Bundle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mutants(t, v2, v1) {
+			publishBytes(t, l, m.make(t, good))
+			console(t, l, "update check")
+			r := waitUpdate(ctx, t, l, m.name, 4*time.Minute, func(u status.UpdateStatus) bool {
+				return u.State == agent.Failed && reasonHas(u, m.reason)
+			})
+			t.Logf("%s: %s", m.name, r.Update.Reason)
+			checkBootSteady(t, r.Update, "A")
+		}
+	})
+
+	t.Run("A to B in the window", func(t *testing.T) {
+		u := stage(ctx, t, l, v2)
+		if u.WaitUntil.IsZero() || !strings.Contains(u.Window, "Sun 02:00-04:00") {
+			t.Fatalf("staged without a planned reboot in the window: %s (window %q)", describe(u), u.Window)
+		}
+		wait := u.WaitUntil.UTC()
+		if wait.Weekday() != time.Sunday || wait.Hour() < 2 || wait.Hour() >= 4 {
+			t.Fatalf("reboot planned at %v, outside Sun 02:00-04:00", wait)
+		}
+		// Outside the window nothing happens.
+		mark := l.VM.Mark()
+		time.Sleep(15 * time.Second)
+		if r, err := l.Status(ctx); err != nil || r.Update.State != agent.Staged || r.Slot != "A" {
+			t.Fatalf("outside the window the box did not stay staged on A: %v %+v", err, r)
+		}
+		checkBootSteady(t, u, "A")
+		moveClock(ctx, t, l, wait.Add(-3*time.Second))
+		version, slot := waitBanner(ctx, t, l, mark)
+		if version != v2.Version || slot != "B" {
+			t.Fatalf("rebooted into %s on slot %s; want %s on B", version, slot, v2.Version)
+		}
+		r := healthyOn(ctx, t, l, v2.Version, "B")
+		r = waitUpdate(ctx, t, l, "commit of "+v2.Version, 3*time.Minute, func(u status.UpdateStatus) bool {
+			return u.State == agent.Committed && u.Last != nil && u.Last.Result == agent.OutcomeCommitted
+		})
+		checkBootSteady(t, r.Update, "B")
+	})
+
+	for _, bad := range []struct {
+		rel    testRelease
+		reason string // what the rolled-back status must say
+		boots  int    // trial boots before the rollback
+	}{
+		{unhealthy, "fault injected", 1},
+		{panics, "never started its userland", 2},
+		{hangs, "never started its userland", 2},
+	} {
+		t.Run("rollback of "+bad.rel.Version, func(t *testing.T) {
+			stage(ctx, t, l, bad.rel)
+			mark := l.VM.Mark()
+			console(t, l, "update apply-now")
+			for i := 0; i < bad.boots; i++ {
+				version, slot := waitBanner(ctx, t, l, mark)
+				if version != bad.rel.Version || slot != "A" {
+					t.Fatalf("trial boot %d: %s on %s; want %s on A", i+1, version, slot, bad.rel.Version)
+				}
+				mark = l.VM.Mark()
+				// The firmware brings the box back to B by itself.
+				if version, slot = waitBanner(ctx, t, l, mark); version != v2.Version || slot != "B" {
+					t.Fatalf("after trial boot %d: %s on %s; want %s on B", i+1, version, slot, v2.Version)
+				}
+				mark = l.VM.Mark()
+			}
+			r := waitUpdate(ctx, t, l, "rollback of "+bad.rel.Version, 5*time.Minute, func(u status.UpdateStatus) bool {
+				return u.State == agent.RolledBack && u.Last != nil && u.Last.Result == agent.OutcomeRolledBack && u.Last.To == bad.rel.Version
+			})
+			t.Logf("rolled back: %s", describe(r.Update))
+			if !strings.Contains(r.Update.Last.Reason, bad.reason) {
+				t.Errorf("rollback reason %q does not say %q", r.Update.Last.Reason, bad.reason)
+			}
+			healthyOn(ctx, t, l, v2.Version, "B")
+			checkBootSteady(t, r.Update, "B")
+			// The failed release is not tried again.
+			console(t, l, "update check")
+			r = waitUpdate(ctx, t, l, "refusal to retry "+bad.rel.Version, 2*time.Minute, func(u status.UpdateStatus) bool {
+				return u.State != agent.Downloading && u.State != agent.Staged && reasonHas(u, "failed its trial before")
+			})
+			checkBootSteady(t, r.Update, "B")
+		})
+	}
+
+	t.Run("B to A", func(t *testing.T) {
+		stage(ctx, t, l, v3)
+		mark := l.VM.Mark()
+		console(t, l, "update apply-now")
+		if version, slot := waitBanner(ctx, t, l, mark); version != v3.Version || slot != "A" {
+			t.Fatalf("rebooted into %s on %s; want %s on A", version, slot, v3.Version)
+		}
+		healthyOn(ctx, t, l, v3.Version, "A")
+		r := waitUpdate(ctx, t, l, "commit of "+v3.Version, 3*time.Minute, func(u status.UpdateStatus) bool {
+			return u.State == agent.Committed && u.Last != nil && u.Last.To == v3.Version
+		})
+		checkBootSteady(t, r.Update, "A")
+	})
+}
