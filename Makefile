@@ -54,6 +54,11 @@ bench: deps-test image
 	@PQB_ACCEL=$$($(PQBUILD) accel) $(PQBUILD) bench -board $(BOARD)
 	@echo
 	@$(GO) test -run '^$$' -bench . -benchtime 200x ./services/ike/ | grep -E '^(Benchmark|ok|FAIL)'
+	@echo
+	@# Fleet: check-ins decided per second on one core (1e9 / ns/op) and bytes per check-in.
+	@$(GO) test -run '^$$' -bench CheckIn -cpu 1 ./update/fleet/device/ | awk '/^Benchmark/ { for (i = 2; i < NF; i++) if ($$(i+1) == "ns/op") printf "%s  %.0f check-ins/s/core\n", $$0, 1e9/$$i; next } /^(ok|FAIL)/'
+	@# Fleet: 100,000 simulated devices, wall time and reports/s into SQLite and PostgreSQL.
+	@$(GO) test -run '^$$' -bench Fleet100k -benchtime 1x -timeout 30m ./update/fleet/sim/ | grep -E '^(Benchmark|ok|FAIL)'
 
 flash: $(PQBUILD)
 	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)]"; exit 2; }

@@ -21,6 +21,7 @@ import (
 	"github.com/pqbranch/pqbranch/initramfs/kmod"
 	"github.com/pqbranch/pqbranch/release"
 	"github.com/pqbranch/pqbranch/update/bundle"
+	"github.com/pqbranch/pqbranch/update/repo"
 )
 
 // Beside disk.img in out/<board>: the signed update bundle, and the keyring
@@ -79,6 +80,10 @@ type Options struct {
 	// of one tree.
 	Version string
 	Epoch   int64
+	// RepoRoot is a release repository's root metadata file (N.root.json)
+	// the image ships as release.RepoRootFile: the trust anchor of a box
+	// that checks in with update.repository. Empty: none.
+	RepoRoot string
 	// BundleOnly skips the disk images: a release that only ever arrives
 	// as an update (the tests' releases) needs its bundle alone.
 	BundleOnly bool
@@ -131,6 +136,12 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	rel, err := CurrentRelease(ctx, o.RepoDir)
 	if err != nil {
 		return nil, err
+	}
+	var repoRoot []byte
+	if o.RepoRoot != "" {
+		if repoRoot, err = readRepoRoot(o.RepoRoot); err != nil {
+			return nil, err
+		}
 	}
 	sign, err := loadSigner(o.Key, o.CacheDir, o.Trust)
 	if err != nil {
@@ -186,6 +197,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if defaultConfig != nil {
 		files[inImage(release.DefaultConfigFile)] = defaultConfig
+	}
+	if repoRoot != nil {
+		files[inImage(release.RepoRootFile)] = repoRoot
 	}
 	base, app, err := initramfs.Segments(initramfs.Spec{
 		Binary: bin, Applets: applets,
@@ -411,4 +425,17 @@ func swapDir(src, dst string) error {
 		return err
 	}
 	return os.RemoveAll(old)
+}
+
+// readRepoRoot reads the repository root an image is to ship, and refuses
+// one a box would refuse: malformed, or not signed by its own root keys.
+func readRepoRoot(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("repository root: %w", err)
+	}
+	if _, err := repo.NewClient(b, repo.ClientOptions{}); err != nil {
+		return nil, fmt.Errorf("repository root %s: %w", path, err)
+	}
+	return b, nil
 }

@@ -23,6 +23,9 @@ const (
 	KeysFile = "/etc/pqbranch/update-keys.json"
 	// DefaultConfigFile is the board's default appliance config.
 	DefaultConfigFile = "/etc/pqbranch/default-config.json"
+	// RepoRootFile is the release repository's initial root metadata the
+	// image trusts (update.repository); later roots rotate from it.
+	RepoRootFile = "/etc/pqbranch/repo-root.json"
 )
 
 // Profiles.

@@ -41,6 +41,8 @@ var (
 		need{"iperf3", []string{"/usr/bin/iperf3"}},
 		need{"e2fsprogs", []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"}},
 		need{"mount", []string{"/usr/sbin/losetup", "/sbin/losetup"}},
+		// The fleet's report store is tested against a real server.
+		need{"postgresql", []string{"/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/16/bin/initdb", "/usr/lib/postgresql/17/bin/initdb"}},
 	)
 )
 

@@ -184,7 +184,8 @@ func healthyOn(ctx context.Context, t *testing.T, l *Lab, version, slot string) 
 type mutant struct {
 	name string
 	make func(t *testing.T, good []byte) []byte
-	// reason is what the agent's refusal must say.
+	// reason is what the agent's refusal must say, and no other's: the
+	// status still shows the previous refusal until the new one lands.
 	reason string
 }
 
@@ -259,30 +260,31 @@ func mutants(t *testing.T, next testRelease, running release.Release) []mutant {
 	return []mutant{
 		{"bad Ed25519 signature", func(t *testing.T, b []byte) []byte {
 			return withSig(t, b, func(s []byte) []byte { s[len(s)-1] ^= 1; return s })
-		}, "Ed25519"},
+		}, "Ed25519 half"},
 		{"bad ML-DSA signature", func(t *testing.T, b []byte) []byte {
 			return withSig(t, b, func(s []byte) []byte { s[100] ^= 1; return s })
-		}, "ML-DSA"},
+		}, "ML-DSA half"},
 		{"Ed25519 signature stripped", func(t *testing.T, b []byte) []byte {
 			return withSig(t, b, func(s []byte) []byte { return s[:mldsaLen] })
-		}, "signature"},
+		}, fmt.Sprintf("is %d bytes; expected %d", mldsaLen, mldsaLen+64)},
 		{"truncated", func(t *testing.T, b []byte) []byte { return b[:len(b)*2/3] }, "truncated"},
 		{"flipped payload bit", func(t *testing.T, b []byte) []byte {
-			_, _, payload := bundleFrame(t, b)
+			// In the last stored chunk: after any position a download
+			// of the same header (the truncated one) left to resume from.
 			c := slices.Clone(b)
-			c[len(b)-len(payload)+len(payload)/2] ^= 0x10
+			c[len(c)-1000] ^= 0x10
 			return c
-		}, "chunk"},
+		}, "does not match the manifest"},
 		{"wrong board", func(t *testing.T, b []byte) []byte {
 			rel := running
 			rel.Version, rel.Board, rel.Epoch = "9.9.9-otherboard", "generic-x86_64", running.Epoch+1000
 			return resigned(t, rel, devKey(t))
-		}, "board"},
+		}, "another board"},
 		{"lower security version", func(t *testing.T, b []byte) []byte {
 			rel := running
 			rel.Version, rel.SecurityVersion, rel.Epoch = "9.9.9-oldsecurity", running.SecurityVersion-1, running.Epoch+1000
 			return resigned(t, rel, devKey(t))
-		}, "security version"},
+		}, "below the device's floor"},
 		{"unsigned", func(t *testing.T, b []byte) []byte {
 			manifest, _, payload := bundleFrame(t, b)
 			return reframe(manifest, nil, payload)
@@ -295,7 +297,7 @@ func mutants(t *testing.T, next testRelease, running release.Release) []mutant {
 			rel := running
 			rel.Version, rel.Epoch = "9.9.9-untrusted", running.Epoch+1000
 			return resigned(t, rel, k)
-		}, "key"},
+		}, "does not trust"},
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"github.com/pqbranch/pqbranch/release"
 	"github.com/pqbranch/pqbranch/services/config"
 	"github.com/pqbranch/pqbranch/services/ike"
+	"github.com/pqbranch/pqbranch/services/lan/dhcpd"
+	"github.com/pqbranch/pqbranch/services/lan/dnsfwd"
 	"github.com/pqbranch/pqbranch/services/logring"
 	"github.com/pqbranch/pqbranch/services/network"
 	"github.com/pqbranch/pqbranch/services/status"
@@ -94,6 +96,12 @@ type Appliance struct {
 	defaults atomic.Bool // running the board default config, the file being unusable
 	sup      *supervise.Supervisor
 	agent    atomic.Pointer[agent.Agent] // the update agent while it runs
+
+	// What the LAN services and metrics share with the network service.
+	wanDNS        atomic.Pointer[[]netip.Addr] // resolvers learnt on the WAN
+	resolvRefresh chan struct{}                // rewrite resolv.conf
+	dhcp          atomic.Pointer[dhcpd.Server]
+	dns           atomic.Pointer[dnsfwd.Forwarder]
 }
 
 // New sets up logging and loads the config. It fails only when there is no
@@ -101,7 +109,7 @@ type Appliance struct {
 func New(opts Options) (*Appliance, error) {
 	opts.defaults()
 	ring := logring.New(opts.Console, 1000)
-	a := &Appliance{opts: opts, ring: ring, log: ring.Logger(), boot: time.Now()}
+	a := &Appliance{opts: opts, ring: ring, log: ring.Logger(), boot: time.Now(), resolvRefresh: make(chan struct{}, 1)}
 	a.store = config.NewStore(opts.ConfigPath, a.log)
 	if err := a.loadConfig(); err != nil {
 		return nil, err

@@ -52,20 +52,24 @@ func (a *Appliance) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Subscribe before the services start reading the config, so that no
+	// new one slips between what they read and what the diff starts from.
+	changes := a.store.Subscribe()
+	applied := a.store.Current()
 	supDone := make(chan error, 1)
 	go func() { supDone <- a.sup.Run(supCtx) }()
 
-	// A new config restarts the services that depend on it.
+	// A new config restarts only the services whose part of it changed.
 	go func() {
-		changes := a.store.Subscribe()
 		for {
 			select {
 			case <-supCtx.Done():
 				return
-			case <-changes:
+			case cfg := <-changes:
 				a.defaults.Store(false)
-				a.log.Info("applying new config")
-				a.sup.Restart(reloadable...)
+				restarted := a.applyConfig(applied, cfg)
+				applied = cfg
+				a.log.Info("applying new config", "restart", restarted)
 			}
 		}
 	}()

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/config"
 	"github.com/pqbranch/pqbranch/services/firewall"
+	"github.com/pqbranch/pqbranch/services/metrics"
 	"github.com/pqbranch/pqbranch/services/network"
 	"github.com/pqbranch/pqbranch/services/status"
 	"github.com/pqbranch/pqbranch/services/supervise"
@@ -20,6 +22,8 @@ import (
 
 // services builds the supervised services, in start order. Each reads the
 // config in force when it starts, so restarting one applies a new config.
+// A service switched off in the config idles rather than exits, so that the
+// list is fixed and a reload that switches it on restarts it.
 func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 	svcs := []supervise.Service{
 		{Name: "network", Critical: true, Run: func(ctx context.Context) error {
@@ -29,7 +33,12 @@ func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 					a.log.Warn("hostname", "err", err)
 				}
 			}
-			return network.Run(ctx, cfg, a.roles, network.Options{ResolvConf: a.opts.ResolvConf, Log: a.log.With("svc", "network")})
+			return network.Run(ctx, cfg, a.roles, network.Options{
+				ResolvConf: a.opts.ResolvConf, Log: a.log.With("svc", "network"),
+				OnWANDNS:      func(s []netip.Addr) { a.wanDNS.Store(&s) },
+				DNS:           func() config.DNS { return a.store.Current().DNS },
+				ResolvRefresh: a.resolvRefresh,
+			})
 		}},
 		{Name: "time", Run: func(ctx context.Context) error {
 			s := timesync.New(a.store.Current().Time.NTP, a.log.With("svc", "time"))
@@ -39,6 +48,9 @@ func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 		{Name: "firewall", Critical: true, Run: func(ctx context.Context) error {
 			return firewall.Run(ctx, a.log.With("svc", "firewall"), a.firewallSpec(), time.Minute)
 		}},
+		{Name: "dhcp", Run: a.runDHCP},
+		{Name: "dns", Run: a.runDNS},
+		{Name: "ra", Run: a.runRA},
 		{Name: "tunnel", Run: func(ctx context.Context) error {
 			cfg := a.store.Current().Tunnel
 			if cfg == nil || a.opts.Tunnel == nil {
@@ -67,8 +79,104 @@ func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 	return svcs
 }
 
-// reloadable are the services a new config restarts, in start order.
-var reloadable = []string{"network", "time", "firewall", "tunnel", "update", "status"}
+// reloadable are the services a new config may restart, in start order.
+var reloadable = []string{"network", "time", "firewall", "dhcp", "dns", "ra", "tunnel", "update", "status"}
+
+// dependsOn is the part of c that service name reads when it starts. A new
+// config restarts a service only when its part changed: a reload must not
+// cut the branch off by bouncing links, addresses, leases or the tunnel
+// for an unrelated edit.
+func (a *Appliance) dependsOn(name string, c *config.Config) any {
+	switch name {
+	case "network":
+		// dns.servers and dns.search are read at each resolv.conf write
+		// (Options.DNS); a change of them only refreshes the file.
+		return struct {
+			Hostname string
+			MTU      int
+			WAN      config.WAN
+			LAN      []netip.Prefix
+			ULA      bool
+			Routes   []config.Route
+		}{c.Hostname, c.LinkMTU(), c.WAN, c.LAN.Addresses, c.LAN.ULA, c.Routes}
+	case "time":
+		return c.Time
+	case "firewall":
+		return firewall.SpecFrom(c, a.roles.WAN, a.roles.LAN)
+	case "tunnel":
+		return c.Tunnel
+	case "update":
+		u := c.Update
+		u.Parsed = config.ParsedUpdate{} // derived, and a CertPool does not compare
+		return u
+	case "status":
+		return struct {
+			Port int
+			LAN  []netip.Prefix
+		}{c.Firewall.Port(), c.LAN.Addresses}
+	case "dhcp":
+		if !c.Firewall.LAN.DHCP {
+			return "off"
+		}
+		// What runDHCP hands out: resolvers only when the appliance is
+		// not the resolver itself, and the first search domain.
+		key := struct {
+			LAN     config.LAN
+			DNS     []netip.Addr
+			Domain  string
+			Forward bool
+		}{LAN: c.LAN, Forward: c.Firewall.LAN.DNS}
+		if !c.Firewall.LAN.DNS {
+			key.DNS = c.DNS.Servers
+		}
+		if len(c.DNS.Search) > 0 {
+			key.Domain = c.DNS.Search[0]
+		}
+		return key
+	case "dns":
+		// The upstream resolvers are read at each query, so a change of
+		// dns.servers needs no restart.
+		if !c.Firewall.LAN.DNS {
+			return "off"
+		}
+		src, _ := c.InternalSource()
+		return struct {
+			LAN      []netip.Prefix
+			ULA      bool
+			Internal []config.InternalDomain
+			Source   netip.Addr
+		}{c.LAN.Addresses, c.LAN.ULA, c.DNS.Internal, src}
+	case "ra":
+		if !c.LAN.ULA {
+			return "off"
+		}
+		return struct {
+			ULA, DNS bool
+			MTU      int
+		}{c.LAN.ULA, c.Firewall.LAN.DNS, c.LinkMTU()}
+	}
+	return c // unknown: any change restarts it
+}
+
+// applyConfig restarts the services whose part of the config changed from
+// old to cfg, and has resolv.conf rewritten when the resolvers changed. It
+// returns the services it restarted.
+func (a *Appliance) applyConfig(old, cfg *config.Config) []string {
+	var restart []string
+	for _, name := range reloadable {
+		if old == nil || !reflect.DeepEqual(a.dependsOn(name, old), a.dependsOn(name, cfg)) {
+			restart = append(restart, name)
+		}
+	}
+	if old == nil || !slices.Equal(old.DNS.Servers, cfg.DNS.Servers) || !slices.Equal(old.DNS.Search, cfg.DNS.Search) {
+		select {
+		case a.resolvRefresh <- struct{}{}:
+		default: // a refresh is pending and will read the newest config
+		}
+	}
+	a.sup.Restart(restart...)
+	return restart
+}
 
 func (a *Appliance) firewallSpec() firewall.Spec {
 	return firewall.SpecFrom(a.store.Current(), a.roles.WAN, a.roles.LAN)
@@ -99,6 +207,7 @@ func (a *Appliance) statusSources(clock *clockHolder) *status.Sources {
 	if a.opts.Tunnel != nil {
 		src.Tunnel = a.opts.Tunnel.Status
 	}
+	src.Metrics = metrics.Handler(metrics.Sources{Report: src.Collect, DHCP: a.dhcpStats, DNS: a.dnsStats})
 	return src
 }
 

@@ -50,6 +50,7 @@ func (t *IKETunnel) Status() status.TunnelStatus {
 func fromIKE(st ike.Status) status.TunnelStatus {
 	ts := status.TunnelStatus{
 		State: st.State, KE: st.KE, AddKE: st.AddKE, Encr: st.Encr, PRF: st.PRF, ESP: st.ESP, LastError: st.LastError,
+		Established: st.Established, IKERekeys: st.IKERekeys, ChildRekeys: st.ChildRekeys,
 	}
 	if st.SPIi != "" {
 		ts.SPIs = append(ts.SPIs, "ike "+st.SPIi+"/"+st.SPIr)
@@ -58,6 +59,8 @@ func fromIKE(st ike.Status) status.TunnelStatus {
 		ts.SPIs = append(ts.SPIs, "esp in "+c.SPIIn+" out "+c.SPIOut)
 		ts.Bytes.In += c.BytesIn
 		ts.Bytes.Out += c.BytesOut
+		ts.Packets.In += c.PacketsIn
+		ts.Packets.Out += c.PacketsOut
 	}
 	return ts
 }

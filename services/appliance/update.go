@@ -32,6 +32,9 @@ type Updates struct {
 	// Order reads the firmware's boot order and next boot, for status.
 	Order func() (order []string, next string, err error)
 	Keys  hybrid.Keyring
+	// RepoRoot is the release repository's root metadata the image ships
+	// (release.RepoRootFile); nil when it ships none.
+	RepoRoot []byte
 	// DataDir keeps the agent's state on the data partition.
 	DataDir string
 	// Unavailable says why Disk or Boot is missing.
@@ -60,6 +63,7 @@ func (a *Appliance) runUpdate(ctx context.Context) error {
 		Disk: u.Disk, Boot: u.Boot, Keys: u.Keys,
 		Window: cfg.Parsed.Window, DeviceID: id,
 		URL: cfg.URL, CA: cfg.Parsed.CA,
+		Repository: cfg.Repository, RepoRoot: u.RepoRoot, ReportURL: cfg.ReportURL,
 		Health: a.updateHealth, TrialTimeout: cfg.Parsed.TrialTimeout,
 		Reboot: a.reboot,
 		Log:    a.log,

@@ -51,12 +51,18 @@ type LAN struct {
 	// ULA adds a stable RFC 4193 /64 out of a /48 derived from the device,
 	// so LAN hosts keep their IPv6 addresses across reboots and updates.
 	ULA bool `json:"ula,omitempty"`
+	// DHCP tunes the LAN DHCP server that firewall.lan.dhcp turns on;
+	// absent: a pool in the upper half of the first IPv4 subnet, 12h leases.
+	DHCP *DHCPServer `json:"dhcp,omitempty"`
 }
 
 // DNS overrides the upstream resolvers learnt from DHCP or the static WAN.
 type DNS struct {
 	Servers []netip.Addr `json:"servers,omitempty"`
 	Search  []string     `json:"search,omitempty"`
+	// Internal are split-DNS domains: names under them are asked only of
+	// their servers, which sit in tunnel.remote_subnets, never of Servers.
+	Internal []InternalDomain `json:"internal,omitempty"`
 }
 
 // Route is an extra static route.
@@ -97,8 +103,16 @@ type Update struct {
 	// URL is the https URL of the update server. Empty: no automatic
 	// checks, only bundles installed by hand.
 	URL string `json:"url,omitempty"`
+	// Repository is the https base URL of a release repository (signed
+	// metadata and bundles, update/repo): the box checks in there and
+	// updates when its rollout wave is open. Exclusive with URL.
+	Repository string `json:"repository,omitempty"`
+	// ReportURL is the fleet's report endpoint (https base URL), where the
+	// box sends each update's signed outcome. Empty: no reports.
+	ReportURL string `json:"report_url,omitempty"`
 	// CA is PEM text with the certificates the server's chain must lead to;
-	// required with URL, as the appliance carries no public root store.
+	// required with URL, Repository or ReportURL, as the appliance carries
+	// no public root store.
 	CA string `json:"ca,omitempty"`
 	// TrialTimeout bounds the first boot of a new slot: unhealthy for this
 	// long and it rolls back. A Go duration, 1m..2h; empty: 10m.

@@ -101,11 +101,19 @@ func TestBadConfigs(t *testing.T) {
 		}), "update.window.timezone", `expected an IANA time zone like "Europe/Berlin" or "UTC", got "Europe/Berlln"`},
 		{"unknown window field", edit(t, func(m map[string]any) { sub(m, "update")["window"] = map[string]any{"start_hour": 2, "hours": 2} }), "update.window.hours", "unknown field; expected one of: start_hour, start, duration_hours, duration, days, embargo, timezone"},
 		{"window not a window", edit(t, func(m map[string]any) { sub(m, "update")["window"] = 2 }), "update.window", `expected a string like "Sun 02:00-04:00" or an object`},
-		{"unknown update field", edit(t, func(m map[string]any) { sub(m, "update")["trial"] = "5m" }), "update.trial", "unknown field; expected one of: window, url, ca, trial_timeout"},
+		{"unknown update field", edit(t, func(m map[string]any) { sub(m, "update")["trial"] = "5m" }), "update.trial", "unknown field; expected one of: window, url, repository, report_url, ca, trial_timeout"},
 		{"http url", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "http://updates.example/" }), "update.url", `expected an https URL like "https://updates.example/pqbranch/", got scheme "http"`},
 		{"url without host", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https:///pqbranch" }), "update.url", "got no host"},
 		{"url not a url", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https://updates example/%zz" }), "update.url", "got text that is not a URL"},
 		{"url with password", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https://fleet:s3cret@updates.example/" }), "update.url", "without a user name or password"},
+		{"http repository", edit(t, func(m map[string]any) { sub(m, "update")["repository"] = "http://updates.example/repo/" }), "update.repository", `expected an https URL like "https://updates.example/pqbranch/repo/", got scheme "http"`},
+		{"report url without host", edit(t, func(m map[string]any) { sub(m, "update")["report_url"] = "https:///reports" }), "update.report_url", "got no host"},
+		{"url and repository", edit(t, func(m map[string]any) {
+			sub(m, "update")["url"] = "https://updates.example/pqbranch/update.pqb"
+			sub(m, "update")["repository"] = "https://updates.example/pqbranch/repo/"
+		}), "update.repository", "expected either update.url (one bundle) or update.repository (a release repository), not both"},
+		{"repository needs ca", edit(t, func(m map[string]any) { sub(m, "update")["repository"] = "https://updates.example/repo/" }), "update.ca", "required when update.repository is set"},
+		{"report url needs ca", edit(t, func(m map[string]any) { sub(m, "update")["report_url"] = "https://fleet.example/" }), "update.ca", "required when update.report_url is set"},
 		{"url needs ca", edit(t, func(m map[string]any) { sub(m, "update")["url"] = "https://updates.example/" }), "update.ca", "required when update.url is set"},
 		{"ca not pem", edit(t, func(m map[string]any) { sub(m, "update")["ca"] = "MIIBYTCCAROgAwIBAgIU" }), "update.ca", "expected PEM text with at least one certificate"},
 		{"ca holds a key", edit(t, func(m map[string]any) {

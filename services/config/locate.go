@@ -140,6 +140,8 @@ func describe(t reflect.Type) string {
 		return `an address prefix string like "198.18.1.1/24"`
 	case reflect.TypeFor[netip.Addr]():
 		return `an IP address string like "192.0.2.1"`
+	case reflect.TypeFor[ikeconf.KEList]():
+		return `a group name like "x25519" or a list of them`
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -152,7 +154,12 @@ func describe(t reflect.Type) string {
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "a whole number"
 	case reflect.Slice, reflect.Array:
-		return "a list of " + describe(t.Elem()) + "s"
+		// "a list of strings", not "a list of a strings".
+		elem := describe(t.Elem())
+		for _, article := range []string{"a ", "an "} {
+			elem = strings.TrimPrefix(elem, article)
+		}
+		return "a list of " + elem + "s"
 	case reflect.Struct:
 		return "an object"
 	}

@@ -29,6 +29,8 @@ func (c *Config) validate() problems {
 			p.add(fmt.Sprintf("dns.search[%d]", i), "expected a domain name, got %q", s)
 		}
 	}
+	c.validateInternal(&p)
+	c.validateDHCP(&p)
 	for i, r := range c.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
 		checkPrefix(&p, f+".to", r.To, false)

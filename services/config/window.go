@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/url"
 	"time"
 
@@ -41,25 +42,23 @@ func (u *Update) validate(p *problems) {
 		u.Parsed.Window = w
 	}
 
-	// The URL is not echoed: it may carry a token.
-	if u.URL != "" {
-		const want = `expected an https URL like "https://updates.example/pqbranch/"`
-		switch s, err := url.Parse(u.URL); {
-		case err != nil:
-			p.add("update.url", "%s, got text that is not a URL", want)
-		case s.Scheme != "https":
-			p.add("update.url", "%s, got scheme %q", want, s.Scheme)
-		case s.Hostname() == "":
-			p.add("update.url", "%s, got no host", want)
-		case s.User != nil:
-			p.add("update.url", "%s without a user name or password", want)
-		}
+	// URLs are not echoed: they may carry a token.
+	checkHTTPS(p, "update.url", u.URL, "https://updates.example/pqbranch/")
+	checkHTTPS(p, "update.repository", u.Repository, "https://updates.example/pqbranch/repo/")
+	checkHTTPS(p, "update.report_url", u.ReportURL, "https://fleet.example/")
+	if u.URL != "" && u.Repository != "" {
+		p.add("update.repository", "expected either update.url (one bundle) or update.repository (a release repository), not both")
 	}
 
 	if u.CA != "" {
 		u.Parsed.CA = parseCA(p, u.CA)
-	} else if u.URL != "" {
-		p.add("update.ca", "required when update.url is set: expected PEM text with the server's CA certificate (the appliance has no public root store)")
+	} else {
+		for _, f := range []struct{ name, value string }{{"url", u.URL}, {"repository", u.Repository}, {"report_url", u.ReportURL}} {
+			if f.value != "" {
+				p.add("update.ca", "required when update.%s is set: expected PEM text with the server's CA certificate (the appliance has no public root store)", f.name)
+				break
+			}
+		}
 	}
 
 	if u.TrialTimeout != "" {
@@ -69,6 +68,25 @@ func (u *Update) validate(p *problems) {
 		} else {
 			u.Parsed.TrialTimeout = d
 		}
+	}
+}
+
+// checkHTTPS checks an https URL field of the update section; empty is
+// allowed (the field is optional).
+func checkHTTPS(p *problems, field, raw, example string) {
+	if raw == "" {
+		return
+	}
+	want := fmt.Sprintf("expected an https URL like %q", example)
+	switch s, err := url.Parse(raw); {
+	case err != nil:
+		p.add(field, "%s, got text that is not a URL", want)
+	case s.Scheme != "https":
+		p.add(field, "%s, got scheme %q", want, s.Scheme)
+	case s.Hostname() == "":
+		p.add(field, "%s, got no host", want)
+	case s.User != nil:
+		p.add(field, "%s without a user name or password", want)
 	}
 }
 

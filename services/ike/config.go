@@ -11,6 +11,7 @@ import "github.com/pqbranch/pqbranch/services/ike/ikeconf"
 type (
 	Config = ikeconf.Config
 	Secret = ikeconf.Secret
+	KEList = ikeconf.KEList
 )
 
 // NewSecret wraps s.

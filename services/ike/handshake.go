@@ -135,6 +135,9 @@ const (
 func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 	sa := &ikeSA{spii: s.newIKESPI(), ni: s.random(nonceLen)}
 	group := s.pol.ke[0]
+	if slices.Contains(s.pol.ke, s.keHint) {
+		group = s.keHint // what the edge asked for last time
+	}
 	var cookie []byte
 	cookies, keRetries := 0, 0
 	proposals := s.pol.ikeProposals()
@@ -234,6 +237,7 @@ func (s *Session) initExchange(ctx context.Context) (*handshake, error) {
 				return nil, fmt.Errorf("IKE_SA_INIT: responder keeps rejecting our KE group (last asked for %s)", kex.Name(group))
 			}
 			group, _ = invalidKEGroup(message.FindNotify(resp.Payloads, message.INVALID_KE_PAYLOAD))
+			s.keHint = group // remembered for the next attempt, if this one gets through
 			s.log.Info("responder wants another key exchange group", "group", kex.Name(group))
 			continue
 		}

@@ -36,7 +36,10 @@ func TestHandshake(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := s.Status()
-			wantAddKE := cfg.AddKENames()
+			wantAddKE := tt.addke
+			if wantAddKE == nil {
+				wantAddKE = []string{"mlkem768"} // the default
+			}
 			if st.State != "established" || st.KE != "x25519" || !slices.Equal(st.AddKE, wantAddKE) ||
 				st.Encr != "aes256gcm16" || st.PRF != "prfsha384" || st.ESP != "aes256gcm16" {
 				t.Fatalf("status %+v", st)
@@ -84,6 +87,91 @@ func TestInvalidKEPayloadRetry(t *testing.T) {
 		if r.Stats().InvalidKESent != 1 {
 			t.Fatalf("responder sent %d INVALID_KE_PAYLOAD", r.Stats().InvalidKESent)
 		}
+	}
+}
+
+// tunnel.ke is offered exactly, in its order: no group the operator left
+// out, however common.
+func TestKEOfferedExactly(t *testing.T) {
+	groups := func(p message.Proposal) (ids []uint16) {
+		for _, tr := range p.Transforms {
+			if tr.Type == message.TransformKE {
+				ids = append(ids, tr.ID)
+			}
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		ke   KEList
+		want []uint16
+	}{
+		{nil, []uint16{message.KE_X25519, message.KE_ECP256, message.KE_ECP384}},
+		{KEList{"ecp384"}, []uint16{message.KE_ECP384}},
+		{KEList{"ecp384", "x25519"}, []uint16{message.KE_ECP384, message.KE_X25519}},
+	} {
+		cfg := &Config{KE: tc.ke}
+		pol, err := newPolicy(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := groups(pol.ikeProposals()[0]); !slices.Equal(got, tc.want) {
+			t.Errorf("ke %v: offered %v, want %v", tc.ke, got, tc.want)
+		}
+	}
+}
+
+// An ADDKE slot with alternatives ("mlkem768|mlkem1024") works with an edge
+// that has only the second, and with one that has both (the first wins).
+func TestAddKEAlternatives(t *testing.T) {
+	for _, tc := range []struct {
+		edge []uint16
+		want string
+	}{
+		{[]uint16{message.KE_MLKEM1024}, "mlkem1024"},
+		{[]uint16{message.KE_MLKEM768, message.KE_MLKEM1024}, "mlkem768"},
+	} {
+		r := startResponder(t, ikeresp.Config{AddKE: tc.edge})
+		cfg := tunnelConfig(r)
+		cfg.AddKE = []string{"mlkem768|mlkem1024"}
+		opt, mem := testOptions(t, r)
+		s := newSession(t, cfg, opt)
+		if err := s.Establish(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Status(); !slices.Equal(st.AddKE, []string{tc.want}) {
+			t.Fatalf("edge with %v: status %+v", tc.edge, st)
+		}
+		checkKeysAgree(t, mem, r, 2)
+		// A rekey offers exactly the negotiated method.
+		if err := s.rekeyChild(context.Background(), s.children[0]); err != nil {
+			t.Fatal(err)
+		}
+		if rs := r.Stats(); rs.ChildRekeys != 1 || rs.FollowupKEs != 1 {
+			t.Fatalf("responder stats after rekey: %+v", rs)
+		}
+	}
+}
+
+// The group the edge asked for with INVALID_KE_PAYLOAD is where the next
+// attempt starts: a reconnect does not pay the extra round trip again.
+func TestInvalidKERemembered(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{KE: []uint16{message.KE_ECP384}, AddKE: []uint16{message.KE_MLKEM768}})
+	opt, _ := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	ctx := context.Background()
+	for attempt := range 2 {
+		if err := s.Establish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Status(); st.KE != "ecp384" {
+			t.Fatalf("attempt %d: status %+v", attempt, st)
+		}
+		if err := s.teardown(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.Stats().InvalidKESent; n != 1 {
+		t.Fatalf("responder sent %d INVALID_KE_PAYLOAD over two attempts, want 1", n)
 	}
 }
 
@@ -187,9 +275,11 @@ func TestIKEProposals(t *testing.T) {
 		pol  policy
 		want [][]uint16 // ADDKE transform IDs per proposal
 	}{
-		{"ML-KEM required: one proposal, no NONE", policy{ke: []uint16{message.KE_X25519}, addke: []uint16{message.KE_MLKEM768}},
+		{"ML-KEM required: one proposal, no NONE", policy{ke: []uint16{message.KE_X25519}, addke: [][]uint16{{message.KE_MLKEM768}}},
 			[][]uint16{{message.KE_MLKEM768}}},
-		{"allow classical: NONE, then a proposal without ADDKE", policy{ke: []uint16{message.KE_X25519}, addke: []uint16{message.KE_MLKEM768}, allowClassical: true},
+		{"alternatives in one slot, in order", policy{ke: []uint16{message.KE_X25519}, addke: [][]uint16{{message.KE_MLKEM768, message.KE_MLKEM1024}}},
+			[][]uint16{{message.KE_MLKEM768, message.KE_MLKEM1024}}},
+		{"allow classical: NONE, then a proposal without ADDKE", policy{ke: []uint16{message.KE_X25519}, addke: [][]uint16{{message.KE_MLKEM768}}, allowClassical: true},
 			[][]uint16{{message.KE_MLKEM768, message.KE_NONE}, nil}},
 		{"classical only", policy{ke: []uint16{message.KE_X25519}, allowClassical: true}, [][]uint16{nil}},
 	} {

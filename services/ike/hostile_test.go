@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/pqbranch/pqbranch/services/ike/ikeresp"
@@ -40,6 +41,13 @@ func TestHostileResponderFails(t *testing.T) {
 			func(err error) bool { return errors.Is(err, ErrAuthFailed) }},
 		{"INVALID_KE for a group we never offered", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{InvalidKE: 14}},
 			func(err error) bool { return errors.Is(err, ErrPeerLost) }},
+		// The answer must carry only transforms we offered, one per type:
+		// ADDKE1 NONE (never offered without allow_classical) would be a
+		// classical-only SA, a duplicate an ambiguous one.
+		{"ADDKE1 NONE chosen", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{AddKENone: true}},
+			func(err error) bool { return err != nil && strings.Contains(err.Error(), "did not offer") }},
+		{"ADDKE1 chosen twice", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{DuplicateAddKE: true}},
+			func(err error) bool { return err != nil && strings.Contains(err.Error(), "two transforms") }},
 		{"silent after IKE_SA_INIT", ikeresp.Config{AddKE: mlkem, Hostile: ikeresp.Hostile{Silent: true}},
 			func(err error) bool { return errors.Is(err, ErrPeerLost) }},
 	}

@@ -445,3 +445,100 @@ func TestSelectorFloodRefused(t *testing.T) {
 		}
 	}
 }
+
+// injectPaced sends dgs from the edge's socket in small bursts, so that the
+// session's receive queue (which drops on overflow, as a flood must not
+// block it) sees every one of them.
+func injectPaced(t *testing.T, r *ikeresp.Responder, dgs [][]byte) {
+	t.Helper()
+	for len(dgs) > 0 {
+		n := min(16, len(dgs))
+		if err := r.Inject(dgs[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		dgs = dgs[n:]
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Authenticated fragments from the edge's own socket: a message that claims
+// more than 128 fragments, or whose fragments add up to more than 64 KiB, is
+// dropped and never answered, however genuine each fragment is; the edge's
+// next real request with that Message ID is answered as usual.
+func TestHostileFragments(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}})
+	opt, _ := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	run := startRun(t, s)
+	waitFor(t, "tunnel up", func() bool { return s.Status().State == "established" })
+	vendors := func(n, size int) []message.Payload {
+		var ps []message.Payload
+		for i := range n {
+			ps = append(ps, &message.VendorID{Data: []byte(strings.Repeat(string(rune('a'+i%26)), size))})
+		}
+		return ps
+	}
+	for _, tc := range []struct {
+		name  string
+		ps    []message.Payload
+		parts int
+		total uint16
+	}{
+		{"200 fragments", vendors(10, 500), 200, 200},
+		{"70 KiB in 100 fragments", vendors(70, 1000), 100, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info := pinged(t, r)
+			answered, dropped := r.Stats().ResponsesIn, s.Status().Dropped
+			dgs, err := r.SealFragments(message.INFORMATIONAL, info.NextMID, tc.ps, tc.parts, tc.total)
+			if err != nil {
+				t.Fatal(err)
+			}
+			injectPaced(t, r, dgs)
+			waitFor(t, "fragments dropped", func() bool { return s.Status().Dropped > dropped })
+			// The edge's real request with the same Message ID: answered
+			// once it is processed, and the queue is in order, so the
+			// forged message was not answered if this is the only answer.
+			if err := r.Ping(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "answer to the real request", func() bool { return r.Stats().ResponsesIn > answered })
+			time.Sleep(50 * time.Millisecond)
+			if got := r.Stats().ResponsesIn - answered; got != 1 {
+				t.Fatalf("%d answers; the forged message must get none", got)
+			}
+			select {
+			case <-run.Done:
+				t.Fatalf("Run returned: %v", run.Err)
+			default:
+			}
+		})
+	}
+}
+
+// An edge that offers a classical-only rekey (NONE as every ADDKE) is
+// refused with NO_PROPOSAL_CHOSEN: the rekey would downgrade the SA.
+func TestEdgeRekeyAddKENoneRefused(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}, Hostile: ikeresp.Hostile{RekeyAddKENone: true}})
+	opt, mem := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	startRun(t, s)
+	waitFor(t, "tunnel up", func() bool { return s.Status().State == "established" })
+	for _, ike := range []bool{false, true} {
+		refused := r.Stats().RekeysRefused
+		rekey := r.RekeyChild
+		if ike {
+			rekey = r.RekeyIKE
+		}
+		if err := rekey(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "refusal", func() bool { return r.Stats().RekeysRefused == refused+1 })
+		if rs := r.Stats(); rs.LastRefusal != message.NO_PROPOSAL_CHOSEN || rs.OwnChildRekeys+rs.OwnIKERekeys != 0 {
+			t.Fatalf("responder stats: %+v", rs)
+		}
+	}
+	if st := s.Status(); st.State != "established" || st.ChildRekeys+st.IKERekeys != 0 || len(mem.SAs()) != 2 {
+		t.Fatalf("status %+v, SAs %d", st, len(mem.SAs()))
+	}
+}

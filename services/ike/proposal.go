@@ -18,7 +18,6 @@ var (
 		{Type: message.TransformENCR, ID: message.ENCR_AES_GCM_16, KeyLength: 128},
 	}
 	offeredPRF = []uint16{message.PRF_HMAC_SHA2_384, message.PRF_HMAC_SHA2_256, message.PRF_HMAC_SHA2_512}
-	classical  = []uint16{message.KE_X25519, message.KE_ECP256, message.KE_ECP384}
 )
 
 // ErrDowngrade reports a responder that did not select the required
@@ -27,28 +26,30 @@ var ErrDowngrade = errors.New("responder did not select the required ML-KEM key 
 
 // policy is what the configuration allows for key exchange.
 type policy struct {
-	ke             []uint16 // classical groups, preferred first
-	addke          []uint16 // ADDKE1, ADDKE2, ... in order
+	ke             []uint16   // classical groups, preferred first: exactly what is offered
+	addke          [][]uint16 // ADDKE1, ADDKE2, ... in order, each its alternatives, preferred first
 	allowClassical bool
 }
 
 func newPolicy(c *Config) (policy, error) {
-	first, err := kex.ByName(c.KEName())
-	if err != nil {
-		return policy{}, err
-	}
-	p := policy{ke: []uint16{first}, allowClassical: c.AllowClassical}
-	for _, g := range classical {
-		if g != first {
-			p.ke = append(p.ke, g)
-		}
-	}
-	for _, n := range c.AddKENames() {
+	p := policy{allowClassical: c.AllowClassical}
+	for _, n := range c.KENames() {
 		id, err := kex.ByName(n)
 		if err != nil {
 			return policy{}, err
 		}
-		p.addke = append(p.addke, id)
+		p.ke = append(p.ke, id)
+	}
+	for _, alts := range c.AddKENames() {
+		var slot []uint16
+		for _, n := range alts {
+			id, err := kex.ByName(n)
+			if err != nil {
+				return policy{}, err
+			}
+			slot = append(slot, id)
+		}
+		p.addke = append(p.addke, slot)
 	}
 	return p, nil
 }
@@ -74,18 +75,30 @@ func (s suite) addkeNames() []string {
 	return out
 }
 
-// addkeTransforms lists ADDKE1..n, each with NONE as a last resort only
-// when classical-only is allowed.
-func (p policy) addkeTransforms(methods []uint16) []message.Transform {
+// addkeTransforms lists ADDKE1..n, each with its alternatives in order and
+// NONE as a last resort only when classical-only is allowed.
+func (p policy) addkeTransforms(slots [][]uint16) []message.Transform {
 	var ts []message.Transform
-	for i, m := range methods {
+	for i, alts := range slots {
 		t := message.TransformADDKE1 + message.TransformType(i)
-		ts = append(ts, message.Transform{Type: t, ID: m})
+		for _, m := range alts {
+			ts = append(ts, message.Transform{Type: t, ID: m})
+		}
 		if p.allowClassical {
 			ts = append(ts, message.Transform{Type: t, ID: message.KE_NONE})
 		}
 	}
 	return ts
+}
+
+// negotiated turns a negotiated ADDKE list into slots of one method each:
+// a rekey offers exactly what is in use.
+func negotiated(methods []uint16) [][]uint16 {
+	var slots [][]uint16
+	for _, m := range methods {
+		slots = append(slots, []uint16{m})
+	}
+	return slots
 }
 
 // ikeProposals is the IKE_SA_INIT offer. One proposal carries the ADDKE
@@ -135,7 +148,7 @@ func (p policy) rekeyProposal(proto message.Protocol, spi []byte, s suite) messa
 		ts = append(ts, message.Transform{Type: message.TransformPRF, ID: s.prf.ID})
 	}
 	ts = append(ts, message.Transform{Type: message.TransformKE, ID: s.ke})
-	ts = append(ts, p.addkeTransforms(s.addke)...)
+	ts = append(ts, p.addkeTransforms(negotiated(s.addke))...)
 	if proto == message.ProtoESP {
 		ts = append(ts, message.Transform{Type: message.TransformESN, ID: message.ESN_NONE})
 	}

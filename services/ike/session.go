@@ -47,7 +47,7 @@ type Options struct {
 	// simultaneous rekey the edge created) may stay before we delete it
 	// ourselves, default 10s. The edge should delete it at once; one that
 	// never does must not grow our SAs without bound.
-	DeleteGrace time.Duration
+	DeleteGrace  time.Duration
 	ReplayWindow uint32 // ESP anti-replay window, default 64
 	// StatusInterval is how often an established tunnel reads its SAs'
 	// byte counters from the kernel for Status, default 5s.
@@ -217,8 +217,11 @@ type Session struct {
 	policies []xfrm.Policy
 	reqid    uint32
 	lastRecv time.Time
-	fatal    error // set while dispatching: the peer deleted or lost the IKE SA
+	fatal    error    // set while dispatching: the peer deleted or lost the IKE SA
 	rekeying ourRekey // which of our rekeys is in progress
+	// keHint is the group the edge last asked for with INVALID_KE_PAYLOAD
+	// (0: none): the next IKE_SA_INIT starts with it.
+	keHint uint16
 	// redundant is a new IKE SA the edge created in a simultaneous IKE SA
 	// rekey that lost (RFC 7296 2.8.2): kept until the edge deletes it, so
 	// that its Delete is answered.

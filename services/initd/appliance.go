@@ -59,6 +59,11 @@ func updates(slot string) *appliance.Updates {
 		return u
 	}
 	u.Keys = keys
+	// Optional: only a box that checks in with a release repository needs
+	// it, and the agent says so when it is missing.
+	if root, err := os.ReadFile(release.RepoRootFile); err == nil {
+		u.RepoRoot = root
+	}
 	disk, err := slots.Find("/sys/class/block")
 	if err != nil {
 		u.Unavailable = err

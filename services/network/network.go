@@ -32,6 +32,17 @@ type Options struct {
 	// OnWAN, if set, is told each time the WAN address changes (invalid
 	// prefix: none), for the status page.
 	OnWAN func(netip.Prefix)
+	// OnWANDNS, if set, is told the resolvers learnt from DHCP or the
+	// static WAN, each time they are (re)applied; the DNS forwarder uses
+	// them when no dns.servers are configured.
+	OnWANDNS func([]netip.Addr)
+	// DNS, if set, is read whenever resolv.conf is written, instead of
+	// the dns section of the config Run was given; with ResolvRefresh it
+	// lets a change of dns.servers or dns.search apply without restarting
+	// the network (and so without touching links, addresses or the lease).
+	DNS func() config.DNS
+	// ResolvRefresh rewrites resolv.conf on each receive.
+	ResolvRefresh <-chan struct{}
 }
 
 func (o *Options) defaults() {
@@ -43,6 +54,9 @@ func (o *Options) defaults() {
 	}
 	if o.OnWAN == nil {
 		o.OnWAN = func(netip.Prefix) {}
+	}
+	if o.OnWANDNS == nil {
+		o.OnWANDNS = func([]netip.Addr) {}
 	}
 }
 
@@ -108,6 +122,10 @@ func (n *netw) run(ctx context.Context) error {
 			return nil
 		case err := <-errc:
 			return err
+		case <-n.opts.ResolvRefresh:
+			if err := n.writeResolvConf(); err != nil {
+				return err
+			}
 		case u, ok := <-updates:
 			if !ok {
 				return fmt.Errorf("network: link subscription closed")

@@ -34,7 +34,11 @@ func resolvConf(servers, wanDNS []netip.Addr, search []string) []byte {
 // writeResolvConf replaces the file atomically, so a resolver never reads
 // half of it.
 func (n *netw) writeResolvConf() error {
-	data := resolvConf(n.cfg.DNS.Servers, n.wanDNS, n.cfg.DNS.Search)
+	dns := n.cfg.DNS
+	if n.opts.DNS != nil {
+		dns = n.opts.DNS()
+	}
+	data := resolvConf(dns.Servers, n.wanDNS, dns.Search)
 	path := n.opts.ResolvConf
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil

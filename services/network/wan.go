@@ -25,6 +25,7 @@ func (n *netw) configureStaticWAN() error {
 		return err
 	}
 	n.wanDNS = s.DNS
+	n.opts.OnWANDNS(s.DNS)
 	n.opts.OnWAN(s.Address)
 	n.log.Info("wan configured", "if", n.roles.WAN, "addr", s.Address, "gw", s.Gateway)
 	return n.writeResolvConf()
@@ -65,6 +66,7 @@ func (n *netw) wanBound(l lease) error {
 		return err
 	}
 	n.wanDNS = l.DNS
+	n.opts.OnWANDNS(l.DNS)
 	n.opts.OnWAN(l.Addr)
 	return n.writeResolvConf()
 }

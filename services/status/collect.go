@@ -2,6 +2,7 @@ package status
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -25,6 +26,9 @@ type Sources struct {
 	Config               func() ConfigState
 	Log                  *logring.Ring
 	LogLines             int // how many recent lines; default 50
+	// Metrics, if set, is served at /metrics (Prometheus text format),
+	// on the same LAN-only endpoint as the report.
+	Metrics http.Handler
 }
 
 // Collect builds a report now.

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/pqbranch/pqbranch/services/internal/freebind"
 )
 
 // Handler serves the report as JSON at /status (and /). It is read-only:
@@ -34,6 +36,9 @@ func Handler(src *Sources) http.Handler {
 			rep = rep.Summary()
 		}
 		_ = enc.Encode(rep) // a client gone away is not our error
+	}
+	if src.Metrics != nil {
+		mux.Handle("GET /metrics", src.Metrics)
 	}
 	mux.HandleFunc("/status", serve)
 	mux.HandleFunc("/{$}", serve)
@@ -96,7 +101,8 @@ func Serve(ctx context.Context, log *slog.Logger, src *Sources, addrs ...string)
 	srv.SetKeepAlivesEnabled(false)
 	var lns []net.Listener
 	for _, a := range addrs {
-		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", a)
+		// Freebind: at boot the LAN address may not be assigned yet.
+		ln, err := freebind.ListenConfig().Listen(ctx, "tcp", a)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()

@@ -40,18 +40,23 @@ type Interface struct {
 
 // TunnelStatus is what the tunnel service reports about the IPsec tunnel.
 type TunnelStatus struct {
-	State     string      `json:"state"` // e.g. "down", "connecting", "up"
-	KE        string      `json:"ke,omitempty"`
-	AddKE     []string    `json:"addke,omitempty"`
-	Encr      string      `json:"encr,omitempty"`
-	PRF       string      `json:"prf,omitempty"`
-	ESP       string      `json:"esp,omitempty"`
-	SPIs      []string    `json:"spis,omitempty"`
-	Bytes     TunnelBytes `json:"bytes"`
-	LastError string      `json:"last_error,omitempty"`
+	State   string      `json:"state"` // e.g. "down", "connecting", "up"
+	KE      string      `json:"ke,omitempty"`
+	AddKE   []string    `json:"addke,omitempty"`
+	Encr    string      `json:"encr,omitempty"`
+	PRF     string      `json:"prf,omitempty"`
+	ESP     string      `json:"esp,omitempty"`
+	SPIs    []string    `json:"spis,omitempty"`
+	Bytes   TunnelBytes `json:"bytes"`
+	Packets TunnelBytes `json:"packets"`
+	// Established is when the IKE SA in force was set up; zero when down.
+	Established time.Time `json:"established,omitzero"`
+	IKERekeys   int       `json:"ike_rekeys,omitempty"`
+	ChildRekeys int       `json:"child_rekeys,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
 }
 
-// TunnelBytes counts ESP payload bytes.
+// TunnelBytes counts ESP payload bytes (or packets) in and out.
 type TunnelBytes struct {
 	In  uint64 `json:"in"`
 	Out uint64 `json:"out"`

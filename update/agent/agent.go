@@ -10,16 +10,21 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/pqbranch/pqbranch/release"
+	"github.com/pqbranch/pqbranch/update/fleet/report"
 	"github.com/pqbranch/pqbranch/update/hybrid"
+	"github.com/pqbranch/pqbranch/update/rollout"
 	"github.com/pqbranch/pqbranch/update/window"
 )
 
@@ -51,8 +56,23 @@ type Options struct {
 	RebootBudget time.Duration // how long a reboot into the trial may take; the window must leave this much
 
 	URL           string         // update.url: HTTPS URL of a bundle; "" checks nothing periodically
-	CA            *x509.CertPool // CAs the update server is checked against; nil: the system pool
-	CheckInterval time.Duration  // how often URL is checked
+	CA            *x509.CertPool // CAs the update servers are checked against; nil: the system pool
+	CheckInterval time.Duration  // how often URL (or Repository) is checked
+
+	// Repository is update.repository, the https base URL of a release
+	// repository: the agent checks in there instead of reading URL, and
+	// installs what the signed rollout state offers this device. RepoRoot
+	// is the root metadata the image ships. Repo, when set, replaces the
+	// HTTPS client built from the two (tests).
+	Repository string
+	RepoRoot   []byte
+	Repo       Repository
+	Group      string // device group, for the repository's version pins
+
+	// ReportURL is update.report_url: the fleet's report endpoint, where
+	// the outcome of every update (committed or rolled back) is sent,
+	// signed with the device's report key (DataDir/report-key).
+	ReportURL string
 
 	// Health reports whether the appliance works (services up, tunnel
 	// established, config good). During a trial, the slot is committed
@@ -74,7 +94,12 @@ type Options struct {
 type Agent struct {
 	o   Options
 	log *slog.Logger
-	src *httpSource // nil without a URL
+	src source // the bundle URL or the repository; nil without either
+
+	reportKey  ed25519.PrivateKey // signs outcome reports; made once in DataDir
+	sender     *report.Sender     // nil without ReportURL
+	reportWake chan struct{}      // a report was queued
+	saveMu     sync.Mutex         // orders writes of state.json: the worker and the reporter both save
 
 	reqs chan request  // check and install, for the worker
 	wake chan struct{} // apply-now while staged
@@ -106,6 +131,8 @@ func New(o Options) (*Agent, error) {
 		return nil, errors.New("agent: Options.Reboot: missing")
 	case len(o.Keys.Keys) == 0:
 		return nil, errors.New("agent: Options.Keys: no trusted key")
+	case o.URL != "" && (o.Repository != "" || o.Repo != nil):
+		return nil, errors.New("agent: Options.URL and Options.Repository: both set; expected one (update.url or update.repository)")
 	}
 	if o.TrialTimeout <= 0 {
 		o.TrialTimeout = DefaultTrialTimeout
@@ -129,24 +156,56 @@ func New(o Options) (*Agent, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{
-		o:    o,
-		log:  o.Log.With("svc", "update"),
-		reqs: make(chan request),
-		wake: make(chan struct{}, 1),
+		o:          o,
+		log:        o.Log.With("svc", "update"),
+		reqs:       make(chan request),
+		wake:       make(chan struct{}, 1),
+		reportWake: make(chan struct{}, 1),
 	}
-	if o.URL != "" {
+	a.st = Status{State: Idle, Slot: o.Slot, Version: o.Running.Version, BuildID: o.Running.BuildID, DeviceID: o.DeviceID}
+	switch {
+	case o.URL != "":
 		s, err := newHTTPSource(o.URL, o.CA)
 		if err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 		a.src = s
+	case o.Repository != "" || o.Repo != nil:
+		if o.DeviceID == "" {
+			return nil, errors.New("agent: Options.DeviceID: missing (a repository check-in needs it)")
+		}
+		r := o.Repo
+		if r == nil {
+			hr, err := NewHTTPRepository(RepositoryOptions{URL: o.Repository, Root: o.RepoRoot, CA: o.CA, DataDir: o.DataDir, Now: o.Now,
+				Device: rollout.Device{ID: o.DeviceID, Board: o.Running.Board, Group: o.Group, Version: o.Running.Version, Epoch: o.Running.Epoch}})
+			if err != nil {
+				return nil, fmt.Errorf("agent: %w", err)
+			}
+			r = hr
+		}
+		a.src = &repoSource{repo: r, checkedIn: a.checkedIn}
+		a.st.Repository = r.String()
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	key, err := reportKey(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a.reportKey = key
+	a.st.ReportKey = hex.EncodeToString(key.Public().(ed25519.PublicKey))
+	if o.ReportURL != "" {
+		if o.DeviceID == "" {
+			return nil, errors.New("agent: Options.DeviceID: missing (reports name the device)")
+		}
+		a.sender = &report.Sender{URL: o.ReportURL, Device: o.DeviceID, Key: key, Client: newHTTPClient(o.CA)}
 	}
 	p, err := loadState(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	a.p = p
-	a.st = Status{State: Idle, Slot: o.Slot, Version: o.Running.Version, BuildID: o.Running.BuildID}
 	return a, nil
 }
 
@@ -181,6 +240,7 @@ func (a *Agent) Status() Status {
 		last := *a.p.Last
 		s.Last = &last
 	}
+	s.ReportsPending = len(a.p.Reports)
 	return s
 }
 
@@ -194,6 +254,10 @@ func (a *Agent) set(f func(s *Status)) {
 // save persists p (the worker's only writer) and logs a failure: the
 // callers carry on, because an unsaved position only costs a re-download.
 func (a *Agent) save() error {
+	// The snapshot is taken under saveMu, so the file written last holds
+	// the newest state whichever goroutine saves.
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
 	a.mu.Lock()
 	p := a.p
 	a.mu.Unlock()
@@ -235,6 +299,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		go a.serve(ctx, ln)
+	}
+	if a.sender != nil {
+		go a.reportLoop(ctx)
 	}
 	if a.reconcile() {
 		a.runTrial(ctx)

@@ -116,7 +116,7 @@ func (a *Agent) Do(ctx context.Context, req Request) error {
 		return nil
 	case CmdCheck:
 		if a.src == nil {
-			return errors.New("check: update.url is not configured")
+			return errors.New("check: neither update.url nor update.repository is configured")
 		}
 		return a.toWorker(ctx, request{cmd: CmdCheck})
 	case CmdInstall:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pqbranch/pqbranch/release"
+	"github.com/pqbranch/pqbranch/update/fleet/report"
 )
 
 // stateFile is the agent's only file: everything it must remember across
@@ -38,6 +39,22 @@ type persisted struct {
 	Rejected *rejected `json:"rejected,omitempty"`
 	// Last is the last finished attempt.
 	Last *Result `json:"last,omitempty"`
+	// ReportSeq is the sequence number of the last outcome report made:
+	// the fleet refuses a report whose number does not grow, so it must
+	// survive reboots and updates.
+	ReportSeq uint64 `json:"report_seq,omitempty"`
+	// Reports are outcome reports not yet accepted by the report
+	// endpoint, oldest first, at most maxPendingReports. A report is
+	// queued in the same write that records the commit or rollback, so a
+	// power cut cannot lose it.
+	Reports []report.Report `json:"reports,omitempty"`
+}
+
+// timing records when an update's phases ended, for its outcome report.
+type timing struct {
+	Began   time.Time `json:"began,omitzero"`   // the download started (first attempt)
+	Written time.Time `json:"written,omitzero"` // every chunk written into the slot
+	Staged  time.Time `json:"staged,omitzero"`  // the slot read back and matched
 }
 
 type download struct {
@@ -49,6 +66,7 @@ type download struct {
 	SHA256  string          `json:"sha256"` // payload hash from the manifest
 	Next    int             `json:"next"`   // next chunk to fetch; chunks before it are written and synced
 	Staged  bool            `json:"staged"` // the slot was read back and matched SHA256
+	Timing  timing          `json:"timing,omitzero"`
 }
 
 type trial struct {
@@ -68,6 +86,8 @@ type trial struct {
 	ReachedInit time.Time `json:"reached_init,omitzero"`
 	LastHealth  string    `json:"last_health,omitempty"` // last "not healthy" reason seen
 	Verdict     string    `json:"verdict,omitempty"`     // set when the trial slot gives up on itself
+	// Timing is the download's, copied when the trial is armed.
+	Timing timing `json:"timing,omitzero"`
 }
 
 type failedBuild struct {

@@ -72,13 +72,19 @@ func newHTTPSource(raw string, ca *x509.CertPool) (*httpSource, error) {
 	if u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("update.url: is %q; expected an https:// URL", raw)
 	}
+	return &httpSource{url: raw, client: newHTTPClient(ca)}, nil
+}
+
+// newHTTPClient is the client of every update channel: bundles, the
+// repository's metadata and targets, and outcome reports.
+func newHTTPClient(ca *x509.CertPool) *http.Client {
 	tr := &http.Transport{
 		TLSClientConfig:       newTLSConfig(ca),
 		TLSHandshakeTimeout:   30 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	return &httpSource{url: raw, client: &http.Client{Transport: tr}}, nil
+	return &http.Client{Transport: tr}
 }
 
 func (s *httpSource) String() string  { return s.url }

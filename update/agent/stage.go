@@ -43,7 +43,7 @@ func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func
 	}
 	defer answer(nil)
 	if src == nil {
-		answer(errors.New("update.url is not configured"))
+		answer(errors.New("neither update.url nor update.repository is configured"))
 		return
 	}
 	prev := a.stage()
@@ -57,7 +57,7 @@ func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func
 	switch {
 	case err == nil:
 		return
-	case errors.Is(err, errUpToDate), errors.Is(err, errFailedBefore):
+	case errors.Is(err, errUpToDate), errors.Is(err, errFailedBefore), errors.Is(err, errNotOffered):
 		a.log.Info("update check", "source", src, "result", err)
 		after := Idle
 		if prev == Committed || prev == RolledBack {
@@ -95,6 +95,12 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 
 	if err := h.Check(bundle.Policy{Board: a.o.Running.Board, SecurityFloor: a.floor()}); err != nil {
 		return fmt.Errorf("bundle %s: %w", src, err)
+	}
+	vs, repoTarget := src.(verifiedSource)
+	if repoTarget {
+		if err := vs.expect(rel); err != nil {
+			return err
+		}
 	}
 	// The image's own release carries no build id (it cannot hash the
 	// slot that holds it); the version names the commit.
@@ -137,7 +143,8 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 		if d != nil {
 			a.log.Info("bundle changed; starting the download over", "source", src, "was", d.Release.Version, "now", rel.Version)
 		}
-		d = &download{Source: src.String(), Header: headerID, Slot: a.inactive(), Release: rel, Size: pay.Size, SHA256: pay.SHA256}
+		d = &download{Source: src.String(), Header: headerID, Slot: a.inactive(), Release: rel, Size: pay.Size, SHA256: pay.SHA256,
+			Timing: timing{Began: a.o.Now()}}
 		a.update(func(p *persisted) {
 			p.Download, p.Trial, p.Rejected = d, nil, nil
 			a.verified = ""
@@ -150,12 +157,21 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 	if start > 0 {
 		r.Close() // reopen where the written chunks end
 		r = io.NopCloser(eofReader{})
+		reopened := false
 		for i := start; i < h.Chunks(); i++ {
 			if off, _, stored := h.ChunkRange(i); stored {
 				if r, err = src.open(ctx, off); err != nil {
 					return fmt.Errorf("resume at chunk %d: %w", i, err)
 				}
+				reopened = true
 				break
+			}
+		}
+		if !reopened && repoTarget {
+			// Only zero chunks are left, but the target's hash still
+			// needs every stored byte read.
+			if r, err = src.open(ctx, payloadEnd(h)); err != nil {
+				return fmt.Errorf("resume at the end of the payload: %w", err)
 			}
 		}
 	}
@@ -169,6 +185,16 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 		}
 		return err
 	}
+	if repoTarget {
+		if err := vs.finish(); err != nil {
+			a.update(func(p *persisted) {
+				p.Download = nil
+				p.Rejected = &rejected{Source: src.String(), Header: headerID, Reason: err.Error()}
+			})
+			return err
+		}
+	}
+	a.update(func(*persisted) { d.Timing.Written = a.o.Now() })
 	a.set(func(s *Status) { s.State = Verifying })
 	if err := readBack(ctx, dev, d.Size, d.SHA256, pay.ChunkSize); err != nil {
 		err = fmt.Errorf("slot %s after writing %s: %w", a.inactive(), rel.Version, err)
@@ -177,6 +203,7 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 	}
 	a.update(func(p *persisted) {
 		d.Staged = true
+		d.Timing.Staged = a.o.Now()
 		a.verified = headerID
 	})
 	a.log.Info("update staged", "version", rel.Version, "slot", a.inactive())
@@ -287,6 +314,17 @@ func readBack(ctx context.Context, dev Device, size int64, want string, chunk in
 		return fmt.Errorf("read back: sha256 is %s; expected %s (payload.sha256)", got, want)
 	}
 	return nil
+}
+
+// payloadEnd is the file offset just past the last stored chunk.
+func payloadEnd(h *bundle.Header) int64 {
+	end := h.PayloadOffset
+	for i := range h.Chunks() {
+		if off, n, stored := h.ChunkRange(i); stored {
+			end = off + n
+		}
+	}
+	return end
 }
 
 type eofReader struct{}

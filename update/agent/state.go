@@ -103,4 +103,16 @@ type Status struct {
 	SecurityFloor uint64  `json:"security_floor"`
 	Window        string  `json:"window"`
 	Last          *Result `json:"last,omitempty"`
+
+	// Fleet: the identity an operator enrols (pqfleet enroll -device
+	// DeviceID -key ReportKey), and the last repository check-in.
+	DeviceID   string    `json:"device_id,omitempty"`
+	ReportKey  string    `json:"report_key,omitempty"` // hex Ed25519 public key that signs outcome reports
+	Repository string    `json:"repository,omitempty"`
+	CheckedIn  time.Time `json:"checked_in,omitzero"`
+	Offer      string    `json:"offer,omitempty"` // the last check-in's decision and why
+	// ReportsPending counts outcome reports not yet accepted by the report
+	// endpoint; ReportError is why the last attempt failed.
+	ReportsPending int    `json:"reports_pending,omitempty"`
+	ReportError    string `json:"report_error,omitempty"`
 }

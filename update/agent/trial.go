@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/pqbranch/pqbranch/update/fleet/report"
 )
 
 // reconcile compares state.json with the slot this boot came from, at
@@ -97,6 +99,7 @@ func (a *Agent) rollBack(t *trial, why string) {
 	a.update(func(p *persisted) {
 		p.Failed = append(p.Failed, failedBuild{BuildID: t.BuildID, Version: t.Version, Epoch: t.Epoch, At: now, Reason: why})
 		p.Last = &Result{Result: OutcomeRolledBack, At: now, From: t.From, To: t.Version, Reason: why}
+		a.queueReport(p, t, report.RolledBack, why, now)
 		p.Trial, p.Download = nil, nil
 	})
 	a.log.Error("update rolled back", "version", t.Version, "slot", t.Slot, "why", why)
@@ -151,6 +154,7 @@ func (a *Agent) commit(t *trial) error {
 	a.update(func(p *persisted) {
 		p.SecurityFloor = max(p.SecurityFloor, t.SecurityVersion)
 		p.Last = &Result{Result: OutcomeCommitted, At: now, From: t.From, To: t.Version}
+		a.queueReport(p, t, report.Committed, "", now)
 		p.Trial, p.Download, p.Rejected = nil, nil, nil
 	})
 	a.log.Info("update committed", "version", t.Version, "slot", t.Slot, "security_floor", a.floor())
@@ -268,7 +272,7 @@ func (a *Agent) armTrial(d *download) {
 	if t == nil || t.BuildID != d.Release.BuildID || t.Slot != d.Slot {
 		t = &trial{Slot: d.Slot, Version: d.Release.Version, BuildID: d.Release.BuildID,
 			SecurityVersion: d.Release.SecurityVersion, Epoch: d.Release.Epoch,
-			From: a.o.Running.Version, Started: now}
+			From: a.o.Running.Version, Started: now, Timing: d.Timing}
 	}
 	a.update(func(p *persisted) {
 		t.Boots++

@@ -59,7 +59,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR]
+	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR] [-repo-root ROOT.json]
        pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-yes]
        pqbuild run [-board NAME]
        pqbuild bench [-board NAME]   build and boot figures as a table
@@ -84,6 +84,7 @@ func image(ctx context.Context, args []string) error {
 		o.Trust = append(o.Trust, s)
 		return nil
 	})
+	fs.StringVar(&o.RepoRoot, "repo-root", "", "release repository root metadata (N.root.json) the image trusts, for update.repository")
 	fs.StringVar(&o.Fault, "fault", "", "dev test images only: bake in a failure (unhealthy, panic, hang)")
 	fs.Parse(args)
 	repo, err := repoDir()

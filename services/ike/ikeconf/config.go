@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -29,8 +30,15 @@ type Config struct {
 	Key  string `json:"key,omitempty"`  // PEM PKCS#8 private key file (Ed25519 or ECDSA P-256)
 	CA   string `json:"ca,omitempty"`   // PEM file with the CA(s) the responder's chain must lead to
 
-	KE             string   `json:"ke,omitempty"`    // classical group, default "x25519"
-	AddKE          []string `json:"addke,omitempty"` // additional key exchanges, default ["mlkem768"]
+	// KE lists the classical groups offered in IKE_SA_INIT, preferred
+	// first, and exactly those: default ["x25519", "ecp256", "ecp384"]. A
+	// single string ("ecp384") is a list of one.
+	KE KEList `json:"ke,omitempty"`
+	// AddKE lists the additional key exchanges, one entry per exchange
+	// (ADDKE1, ADDKE2, ...), default ["mlkem768"]. An entry may name
+	// alternatives for its exchange, preferred first, joined by "|":
+	// ["mlkem768|mlkem1024"] is one exchange of ML-KEM-768 or ML-KEM-1024.
+	AddKE          []string `json:"addke,omitempty"`
 	AllowClassical bool     `json:"allow_classical,omitempty"`
 
 	LocalSubnets  []netip.Prefix `json:"local_subnets"`
@@ -40,6 +48,25 @@ type Config struct {
 	ChildLifetime string `json:"child_lifetime,omitempty"` // default "1h"
 	DPDInterval   string `json:"dpd_interval,omitempty"`   // default "30s"; "0s" disables
 	FragmentSize  int    `json:"fragment_size,omitempty"`  // whole IP datagram, default 1280
+}
+
+// KEList is a list of group names that also reads a single JSON string as a
+// list of one, so `"ke": "x25519"` keeps its meaning.
+type KEList []string
+
+// UnmarshalJSON reads a string or a list of strings.
+func (l *KEList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = KEList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New(`expected a group name like "x25519" or a list of them`)
+	}
+	*l = many
+	return nil
 }
 
 // Secret holds a pre-shared key. It never prints or marshals its value, so a
@@ -83,15 +110,21 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Defaults of the optional fields.
 const (
-	DefaultKE            = "x25519"
+	DefaultKE            = "x25519" // the preferred (first) default group
 	DefaultIKELifetime   = 4 * time.Hour
 	DefaultChildLifetime = time.Hour
 	DefaultDPDInterval   = 30 * time.Second
 	DefaultFragmentSize  = 1280
 )
 
-// defaultAddKE is the additional key exchange offered when none is configured.
-var defaultAddKE = []string{"mlkem768"}
+// The key exchanges offered when none are configured.
+var (
+	defaultKE    = []string{"x25519", "ecp256", "ecp384"}
+	defaultAddKE = []string{"mlkem768"}
+)
+
+// addkeOr separates the alternatives of one additional key exchange.
+const addkeOr = "|"
 
 var (
 	classicalNames = []string{"x25519", "ecp256", "ecp384"}
@@ -138,12 +171,26 @@ func (c *Config) Validate() error {
 	default:
 		add("auth", `unknown %q (want "psk" or "cert")`, c.Auth)
 	}
-	if c.KE != "" && !slices.Contains(classicalNames, c.KE) {
-		add("ke", "unknown %q (want one of %v)", c.KE, classicalNames)
+	if c.KE != nil && len(c.KE) == 0 {
+		add("ke", "empty list; name at least one group (%v), or leave ke out for all three", classicalNames)
 	}
-	for i, a := range c.AddKE {
-		if !slices.Contains(mlkemNames, a) {
-			add(fmt.Sprintf("addke[%d]", i), "unknown %q (want one of %v)", a, mlkemNames)
+	for i, g := range c.KE {
+		switch {
+		case !slices.Contains(classicalNames, g):
+			add(fmt.Sprintf("ke[%d]", i), "unknown %q (want one of %v)", g, classicalNames)
+		case slices.Index(c.KE, g) < i:
+			add(fmt.Sprintf("ke[%d]", i), "%q is listed twice", g)
+		}
+	}
+	for i, entry := range c.AddKE {
+		alts := strings.Split(entry, addkeOr)
+		for j, a := range alts {
+			switch {
+			case !slices.Contains(mlkemNames, a):
+				add(fmt.Sprintf("addke[%d]", i), "unknown %q in %q (want one of %v, alternatives joined by %q)", a, entry, mlkemNames, addkeOr)
+			case slices.Index(alts, a) < j:
+				add(fmt.Sprintf("addke[%d]", i), "%q is listed twice in %q", a, entry)
+			}
 		}
 	}
 	if c.AddKE != nil && len(c.AddKE) == 0 && !c.AllowClassical {
@@ -207,21 +254,28 @@ func (c *Config) Durations() (ikeLife, childLife, dpd time.Duration) {
 	return
 }
 
-// KEName returns the configured classical group, with the default applied.
-func (c *Config) KEName() string {
-	if c.KE == "" {
-		return DefaultKE
+// KENames returns the classical groups to offer, preferred first, with the
+// default applied when the field is absent.
+func (c *Config) KENames() []string {
+	if len(c.KE) == 0 {
+		return slices.Clone(defaultKE)
 	}
-	return c.KE
+	return slices.Clone(c.KE)
 }
 
-// AddKENames returns the configured additional key exchanges, with the
-// default applied when the field is absent (nil, not empty).
-func (c *Config) AddKENames() []string {
-	if c.AddKE == nil {
-		return slices.Clone(defaultAddKE)
+// AddKENames returns the configured additional key exchanges, one list of
+// alternatives (preferred first) per exchange, with the default applied
+// when the field is absent (nil, not empty).
+func (c *Config) AddKENames() [][]string {
+	names := c.AddKE
+	if names == nil {
+		names = defaultAddKE
 	}
-	return slices.Clone(c.AddKE)
+	var out [][]string
+	for _, entry := range names {
+		out = append(out, strings.Split(entry, addkeOr))
+	}
+	return out
 }
 
 // Fragment returns the fragment size with the default applied.

@@ -31,7 +31,14 @@ func TestConfigValidate(t *testing.T) {
 		{"bad auth", func(c *Config) { c.Auth = "rsa" }, `tunnel.auth: unknown "rsa"`},
 		{"cert needs files", func(c *Config) { c.Auth = "cert" }, `tunnel.cert: required when auth is "cert"`},
 		{"cert needs ca", func(c *Config) { c.Auth, c.Cert, c.Key = "cert", "a", "b" }, `tunnel.ca: required`},
-		{"bad ke", func(c *Config) { c.KE = "modp1024" }, `tunnel.ke: unknown "modp1024"`},
+		{"bad ke", func(c *Config) { c.KE = KEList{"x25519", "modp1024"} }, `tunnel.ke[1]: unknown "modp1024"`},
+		{"ke twice", func(c *Config) { c.KE = KEList{"ecp384", "ecp384"} }, `tunnel.ke[1]: "ecp384" is listed twice`},
+		{"empty ke", func(c *Config) { c.KE = KEList{} }, "tunnel.ke: empty list"},
+		{"ke list", func(c *Config) { c.KE = KEList{"ecp384", "x25519"} }, ""},
+		{"addke alternatives", func(c *Config) { c.AddKE = []string{"mlkem768|mlkem1024", "mlkem1024"} }, ""},
+		{"bad addke alternative", func(c *Config) { c.AddKE = []string{"mlkem768|kyber"} }, `tunnel.addke[0]: unknown "kyber" in "mlkem768|kyber"`},
+		{"empty addke alternative", func(c *Config) { c.AddKE = []string{"mlkem768|"} }, `tunnel.addke[0]: unknown "" in "mlkem768|"`},
+		{"addke alternative twice", func(c *Config) { c.AddKE = []string{"mlkem768|mlkem768"} }, `tunnel.addke[0]: "mlkem768" is listed twice`},
 		{"bad addke", func(c *Config) { c.AddKE = []string{"mlkem768", "kyber"} }, `tunnel.addke[1]: unknown "kyber"`},
 		{"empty addke needs allow", func(c *Config) { c.AddKE = []string{} }, "tunnel.addke: empty list means classical-only"},
 		{"empty addke allowed", func(c *Config) { c.AddKE, c.AllowClassical = []string{}, true }, ""},
@@ -65,11 +72,11 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := validConfig()
-	if got := c.KEName(); got != "x25519" {
-		t.Errorf("KEName() = %q", got)
+	if got := fmt.Sprint(c.KENames()); got != "[x25519 ecp256 ecp384]" {
+		t.Errorf("KENames() = %s", got)
 	}
-	if got := c.AddKENames(); len(got) != 1 || got[0] != "mlkem768" {
-		t.Errorf("AddKENames() = %v", got)
+	if got := fmt.Sprint(c.AddKENames()); got != "[[mlkem768]]" {
+		t.Errorf("AddKENames() = %s", got)
 	}
 	c.AddKE = []string{}
 	if got := c.AddKENames(); len(got) != 0 {
@@ -117,4 +124,38 @@ func mustPrefixes(s ...string) []netip.Prefix {
 		out = append(out, netip.MustParsePrefix(p))
 	}
 	return out
+}
+
+// tunnel.ke reads as a single group name (the old form) or a list, and the
+// defaults apply only when it is absent.
+func TestKEListJSON(t *testing.T) {
+	for _, tc := range []struct {
+		json    string
+		want    []string
+		wantErr string
+	}{
+		{`{}`, []string{"x25519", "ecp256", "ecp384"}, ""},
+		{`{"ke": "ecp384"}`, []string{"ecp384"}, ""},
+		{`{"ke": ["ecp384", "x25519"]}`, []string{"ecp384", "x25519"}, ""},
+		{`{"ke": 25}`, nil, "expected a group name"},
+	} {
+		var c Config
+		err := json.Unmarshal([]byte(tc.json), &c)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err %v, want %q", tc.json, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.json, err)
+		}
+		if got := c.KENames(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: KENames() = %v, want %v", tc.json, got, tc.want)
+		}
+	}
+	c := Config{AddKE: []string{"mlkem768|mlkem1024", "mlkem1024"}}
+	if got := fmt.Sprint(c.AddKENames()); got != "[[mlkem768 mlkem1024] [mlkem1024]]" {
+		t.Errorf("AddKENames() = %s", got)
+	}
 }

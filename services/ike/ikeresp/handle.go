@@ -328,8 +328,22 @@ func (r *Responder) init(b []byte, from netip.AddrPort, natPort bool) {
 	if r.cfg.FakeNAT {
 		srcAP = netip.AddrPortFrom(srcAP.Addr(), srcAP.Port()+1)
 	}
+	answer := chosen
+	if h := r.cfg.Hostile; h.AddKENone || h.DuplicateAddKE {
+		answer.Transforms = nil
+		for _, t := range chosen.Transforms {
+			switch {
+			case t.Type != message.TransformADDKE1:
+			case h.AddKENone:
+				t.ID = message.KE_NONE
+			case h.DuplicateAddKE:
+				answer.Transforms = append(answer.Transforms, t)
+			}
+			answer.Transforms = append(answer.Transforms, t)
+		}
+	}
 	ps := []message.Payload{
-		&message.SA{Proposals: []message.Proposal{chosen}},
+		&message.SA{Proposals: []message.Proposal{answer}},
 		&message.KE{Group: respKE, Data: pub},
 		&message.Nonce{Data: s.nr},
 		&message.Notify{NotifyType: message.NAT_DETECTION_SOURCE_IP, Data: natHash(s.spii, s.spir, srcAP)},

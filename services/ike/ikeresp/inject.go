@@ -102,3 +102,32 @@ func (r *Responder) SealRequest(exch message.ExchangeType, mid uint32, ps []mess
 	}
 	return sealed.Datagrams, nil
 }
+
+// SealFragments builds, without sending, an authenticated request of ours
+// on the live IKE SA with Message ID mid, its inner payloads' plaintext split
+// into parts fragments that all claim total, however many that is. Each
+// fragment is genuine: only reassembly limits can stop them.
+func (r *Responder) SealFragments(exch message.ExchangeType, mid uint32, ps []message.Payload, parts int, total uint16) ([][]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.live()
+	if s == nil {
+		return nil, ErrNoSA
+	}
+	first, plain, err := message.MarshalPayloads(nil, ps)
+	if err != nil {
+		return nil, err
+	}
+	h := message.Header{SPIi: s.spii, SPIr: s.spir, Exchange: exch, Flags: s.flags(false), MessageID: mid}
+	var dgs [][]byte
+	chunk := (len(plain) + parts - 1) / parts
+	for i := range parts {
+		next := message.PayloadNone
+		if i == 0 {
+			next = first
+		}
+		part := plain[min(i*chunk, len(plain)):min((i+1)*chunk, len(plain))]
+		dgs = append(dgs, sk.SealFragment(h, next, uint16(i+1), total, part, s.out))
+	}
+	return dgs, nil
+}

@@ -73,6 +73,9 @@ func (r *Responder) startRekey(ike bool) error {
 		ps = append(ps, &message.Notify{Protocol: message.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, o.old.spiIn), NotifyType: message.REKEY_SA})
 	}
 	for i, m := range s.addke {
+		if r.cfg.Hostile.RekeyAddKENone {
+			m = message.KE_NONE
+		}
 		ts = append(ts, message.Transform{Type: message.TransformADDKE1 + message.TransformType(i), ID: m})
 	}
 	proto := message.ProtoIKE

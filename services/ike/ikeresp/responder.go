@@ -81,6 +81,12 @@ type Hostile struct {
 	// every SA instead of sending IKE_FOLLOWUP_KE, as an edge restarting
 	// in the middle of its rekey does.
 	CrashMidRekey bool
+	// AddKENone answers IKE_SA_INIT with ADDKE1 NONE, which the initiator
+	// did not offer; DuplicateAddKE lists the chosen ADDKE1 twice.
+	AddKENone, DuplicateAddKE bool
+	// RekeyAddKENone: our own rekeys offer NONE as every ADDKE, a
+	// downgrade to a classical-only SA.
+	RekeyAddKENone bool
 }
 
 // LowNonce says which of our rekey nonces are all zero.

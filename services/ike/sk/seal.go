@@ -104,3 +104,13 @@ func Open(raw []byte, m *message.Message, c *Cipher) (*Decrypted, *message.Encry
 	}
 	return nil, nil, ErrNotEncrypted
 }
+
+// SealFragment seals one Encrypted Fragment payload (RFC 7383) carrying plain
+// with whatever number and total the caller gives. Seal is how messages are
+// fragmented; this is for tests that must send what a hostile peer could,
+// e.g. a total beyond the reassembly limit, properly authenticated.
+func SealFragment(h message.Header, next message.PayloadType, number, total uint16, plain []byte, c *Cipher) []byte {
+	num := binary.BigEndian.AppendUint16(nil, number)
+	num = binary.BigEndian.AppendUint16(num, total)
+	return sealOne(h, message.PayloadSKF, next, num, plain, c)
+}

@@ -59,7 +59,23 @@ func (s *Sender) Send(ctx context.Context, r Report) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("report: %s refused the report (HTTP %d): %s", s.URL, resp.StatusCode, strings.TrimSpace(string(msg)))
+		return &RefusedError{URL: s.URL, Code: resp.StatusCode, Msg: strings.TrimSpace(string(msg))}
 	}
 	return nil
 }
+
+// RefusedError is the endpoint's answer to a report it did not take.
+type RefusedError struct {
+	URL  string
+	Code int    // HTTP status
+	Msg  string // the endpoint's reason
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("report: %s refused the report (HTTP %d): %s", e.URL, e.Code, e.Msg)
+}
+
+// Replay reports whether the endpoint already holds a report with this
+// sequence number or a later one (HTTP 409): a device whose earlier
+// send lost its answer drops the report instead of retrying it forever.
+func (e *RefusedError) Replay() bool { return e.Code == http.StatusConflict }
