@@ -61,8 +61,8 @@ bench: deps-test image
 	@$(GO) test -run '^$$' -bench Fleet100k -benchtime 1x -timeout 30m ./update/fleet/sim/ | grep -E '^(Benchmark|ok|FAIL)'
 
 flash: $(PQBUILD)
-	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)]"; exit 2; }
-	@$(PQBUILD) flash -image $(IMAGE) -to $(DEVICE)
+	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)] [CONFIG=site.json]"; exit 2; }
+	@$(PQBUILD) flash -image $(IMAGE) -to $(DEVICE) $(if $(CONFIG),-config $(CONFIG))
 
 # The appliance's commands built for this host, e.g. out/bin/ike.
 tools:

@@ -3,6 +3,7 @@ package firmware
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pqbranch/pqbranch/images/datafs"
+	"github.com/pqbranch/pqbranch/services/config"
 )
 
 // FlashOptions control Flash.
@@ -22,6 +26,13 @@ type FlashOptions struct {
 	Confirmed bool
 	Progress  io.Writer
 	Stdin     io.Reader
+	// Config, if set, is a site's appliance config: validated with the
+	// appliance's own validator before anything is written, then put on
+	// the data partition as /data/pqbranch.json after the image is written
+	// and verified. The image itself stays the same for every site.
+	Config []byte
+	// ConfigName names the config in error messages (its file).
+	ConfigName string
 }
 
 // Flash writes a raw image to a block device or a file, then reads it back
@@ -30,6 +41,12 @@ type FlashOptions struct {
 func Flash(ctx context.Context, image, target string, o FlashOptions) error {
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.Config != nil {
+		name := cmp.Or(o.ConfigName, "site config")
+		if _, err := config.Parse(name, o.Config); err != nil {
+			return fmt.Errorf("flash: nothing written: %w", err)
+		}
 	}
 	src, err := os.Open(image)
 	if err != nil {
@@ -109,6 +126,28 @@ func Flash(ctx context.Context, image, target string, o FlashOptions) error {
 		return fmt.Errorf("flash: %s does not read back what was written (sha256 %x, expected %x)", target, got.Sum(nil), want.Sum(nil))
 	}
 	fmt.Fprintf(o.Progress, "flashed and verified %s (sha256 %x)\n", target, want.Sum(nil))
+	if o.Config != nil {
+		return provision(target, o)
+	}
+	return nil
+}
+
+// provision writes the site's config onto the freshly written data
+// partition and reads it back. On first boot the appliance finds the file
+// system and the config there and never applies the board default.
+func provision(target string, o FlashOptions) error {
+	name := filepath.Base(config.DefaultPath)
+	if err := datafs.Provision(target, name, o.Config, 0o600); err != nil {
+		return fmt.Errorf("flash: site config: %w", err)
+	}
+	back, err := datafs.ReadFile(target, name)
+	if err != nil {
+		return fmt.Errorf("flash: site config: read back: %w", err)
+	}
+	if !bytes.Equal(back, o.Config) {
+		return fmt.Errorf("flash: site config: %s on %s does not read back what was written", config.DefaultPath, target)
+	}
+	fmt.Fprintf(o.Progress, "wrote the site config %s to %s on the data partition\n", cmp.Or(o.ConfigName, "(given)"), config.DefaultPath)
 	return nil
 }
 

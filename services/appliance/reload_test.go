@@ -249,4 +249,3 @@ func scrapeMetrics(t *testing.T, ns *netns.NS, addr string) string {
 	}
 	return string(b)
 }
-

@@ -158,16 +158,23 @@ func (a *Appliance) dependsOn(name string, c *config.Config) any {
 	return c // unknown: any change restarts it
 }
 
-// applyConfig restarts the services whose part of the config changed from
-// old to cfg, and has resolv.conf rewritten when the resolvers changed. It
-// returns the services it restarted.
-func (a *Appliance) applyConfig(old, cfg *config.Config) []string {
+// restartsFor lists the services whose part of the config differs between
+// old (nil: unknown) and cfg, in start order.
+func (a *Appliance) restartsFor(old, cfg *config.Config) []string {
 	var restart []string
 	for _, name := range reloadable {
 		if old == nil || !reflect.DeepEqual(a.dependsOn(name, old), a.dependsOn(name, cfg)) {
 			restart = append(restart, name)
 		}
 	}
+	return restart
+}
+
+// applyConfig restarts the services whose part of the config changed from
+// old to cfg, and has resolv.conf rewritten when the resolvers changed. It
+// returns the services it restarted.
+func (a *Appliance) applyConfig(old, cfg *config.Config) []string {
+	restart := a.restartsFor(old, cfg)
 	if old == nil || !slices.Equal(old.DNS.Servers, cfg.DNS.Servers) || !slices.Equal(old.DNS.Search, cfg.DNS.Search) {
 		select {
 		case a.resolvRefresh <- struct{}{}:

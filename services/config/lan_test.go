@@ -61,9 +61,15 @@ func TestBadLANServices(t *testing.T) {
 		expect string
 	}{
 		{"pool outside", edit(t, func(m map[string]any) { dhcp(m)["pool"] = map[string]any{"start": "198.18.2.10", "end": "198.18.1.20"} }), "lan.dhcp.pool.start", "inside the LAN subnet 198.18.1.0/24"},
-		{"pool reversed", edit(t, func(m map[string]any) { dhcp(m)["pool"] = map[string]any{"start": "198.18.1.200", "end": "198.18.1.100"} }), "lan.dhcp.pool", "at or before end"},
-		{"pool broadcast", edit(t, func(m map[string]any) { dhcp(m)["pool"] = map[string]any{"start": "198.18.1.200", "end": "198.18.1.255"} }), "lan.dhcp.pool.end", "expected a host address"},
-		{"pool bad addr", edit(t, func(m map[string]any) { dhcp(m)["pool"] = map[string]any{"start": "198.18.1.300", "end": "198.18.1.20"} }), "lan.dhcp.pool.start", "expected an IP address"},
+		{"pool reversed", edit(t, func(m map[string]any) {
+			dhcp(m)["pool"] = map[string]any{"start": "198.18.1.200", "end": "198.18.1.100"}
+		}), "lan.dhcp.pool", "at or before end"},
+		{"pool broadcast", edit(t, func(m map[string]any) {
+			dhcp(m)["pool"] = map[string]any{"start": "198.18.1.200", "end": "198.18.1.255"}
+		}), "lan.dhcp.pool.end", "expected a host address"},
+		{"pool bad addr", edit(t, func(m map[string]any) {
+			dhcp(m)["pool"] = map[string]any{"start": "198.18.1.300", "end": "198.18.1.20"}
+		}), "lan.dhcp.pool.start", "expected an IP address"},
 		{"pool unknown", edit(t, func(m map[string]any) { dhcp(m)["pool"] = map[string]any{"first": "198.18.1.3"} }), "lan.dhcp.pool.first", "unknown field; expected one of: start, end"},
 		{"lease short", edit(t, func(m map[string]any) { dhcp(m)["lease_time"] = "30s" }), "lan.dhcp.lease_time", `expected a duration from "2m" to "7d"`},
 		{"lease days", edit(t, func(m map[string]any) { dhcp(m)["lease_time"] = "8d" }), "lan.dhcp.lease_time", `got "8d"`},

@@ -52,11 +52,15 @@ func build(s Spec) []chain {
 		r("in-established", ctState(est), verdict(accept())),
 		r("in-invalid", ctState(inv), verdict(drop())),
 		r("in-loopback", iif("lo"), verdict(accept())),
-		r("in-wan-ike", iif(s.WAN), dport(unix.IPPROTO_UDP, 500), verdict(accept())),
-		r("in-wan-ike-natt", iif(s.WAN), dport(unix.IPPROTO_UDP, 4500), verdict(accept())),
-		r("in-wan-esp", iif(s.WAN), l4proto(unix.IPPROTO_ESP), verdict(accept())),
-		r("in-lan-mgmt", iif(s.LAN), dport(unix.IPPROTO_TCP, s.ManagementPort), verdict(accept())),
 	}
+	if !s.NoTunnel {
+		input.rules = append(input.rules,
+			r("in-wan-ike", iif(s.WAN), dport(unix.IPPROTO_UDP, 500), verdict(accept())),
+			r("in-wan-ike-natt", iif(s.WAN), dport(unix.IPPROTO_UDP, 4500), verdict(accept())),
+			r("in-wan-esp", iif(s.WAN), l4proto(unix.IPPROTO_ESP), verdict(accept())))
+	}
+	input.rules = append(input.rules,
+		r("in-lan-mgmt", iif(s.LAN), dport(unix.IPPROTO_TCP, s.ManagementPort), verdict(accept())))
 	// IPv6 on the LAN (the ULA) needs neighbour discovery.
 	for _, t := range []byte{133, 135, 136} {
 		input.rules = append(input.rules, r(fmt.Sprintf("in-lan-nd-%d", t), iif(s.LAN), icmpType(unix.IPPROTO_ICMPV6, t), verdict(accept())))

@@ -214,3 +214,19 @@ func TestWANScanOnlyIKE(t *testing.T) {
 		t.Fatalf("from the LAN: %v, want [tcp/8080]", got)
 	}
 }
+
+// TestWANScanNothingWithoutTunnel: the first-boot default of a real board
+// has no tunnel, and then not even IKE answers from the WAN, while the LAN
+// keeps the management port, DHCP and DNS.
+func TestWANScanNothingWithoutTunnel(t *testing.T) {
+	tp := newTopo(t)
+	listen(t, tp.app, listenerPorts())
+	s := Spec{WAN: "wan0", LAN: "lan0", ManagementPort: 80, ServeDHCP: true, ServeDNS: true, NoTunnel: true}
+	apply(t, tp.app, s)
+	if got := runScan(t, tp.wan, "192.0.2.2", 1, 5000); len(got) != 0 {
+		t.Fatalf("ports answering from the WAN with no tunnel: %v, want none", got)
+	}
+	if got := runScan(t, tp.lan, "198.18.1.1", 50, 80); !slices.Equal(got, []string{"tcp/53", "tcp/80", "udp/53", "udp/67"}) {
+		t.Fatalf("from the LAN: %v, want DNS, DHCP and the management port", got)
+	}
+}

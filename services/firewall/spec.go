@@ -20,6 +20,9 @@ type Spec struct {
 	InternetBreakout bool
 	// RemoteSubnets only ever leave through the IPsec policy.
 	RemoteSubnets []netip.Prefix
+	// NoTunnel closes IKE and ESP on the WAN too: with no tunnel
+	// configured (a first-boot default) nothing at all is open there.
+	NoTunnel bool
 }
 
 // SpecFrom derives the ruleset's inputs from a validated config.
@@ -32,6 +35,7 @@ func SpecFrom(c *config.Config, wan, lan string) Spec {
 		ServeDNS:         c.Firewall.LAN.DNS,
 		InternetBreakout: c.Firewall.InternetBreakout,
 		RemoteSubnets:    c.RemoteSubnets(),
+		NoTunnel:         c.Tunnel == nil,
 	}
 }
 

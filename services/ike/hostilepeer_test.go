@@ -213,9 +213,9 @@ func TestPersistentRefusalReestablishes(t *testing.T) {
 		ike, kid time.Duration
 		refusals func(ikeresp.Stats) int
 	}{
-		{"child rekeys refused", ikeresp.Hostile{RefuseChildRekeys: message.TEMPORARY_FAILURE}, time.Hour, 1500 * time.Millisecond,
+		{"child rekeys refused", ikeresp.Hostile{RefuseChildRekeys: message.TEMPORARY_FAILURE}, time.Hour, 4 * time.Second,
 			func(st ikeresp.Stats) int { return st.RefusedChild }},
-		{"IKE rekeys refused", ikeresp.Hostile{RefuseIKERekeys: message.NO_PROPOSAL_CHOSEN}, 1500 * time.Millisecond, time.Hour,
+		{"IKE rekeys refused", ikeresp.Hostile{RefuseIKERekeys: message.NO_PROPOSAL_CHOSEN}, 4 * time.Second, time.Hour,
 			func(st ikeresp.Stats) int { return st.RefusedIKE }},
 	}
 	for _, tt := range tests {

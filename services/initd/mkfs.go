@@ -8,8 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"github.com/pqbranch/pqbranch/images/datafs"
 )
 
 // probeBytes is how much of a partition must be zero for it to count as
@@ -28,12 +27,7 @@ const (
 // when the start of dev is all zeros, as the image build leaves the data
 // partition, and reports whether it did. Anything else that is not ext4 is
 // refused rather than wiped.
-//
-// Why ext4, made by go-diskfs: it journals, so a branch box losing power
-// mid-write keeps a consistent file system without fsck (the image has no
-// e2fsprogs); the kernel ships it as a module the board already loads; and
-// go-diskfs, already used here to read the GPT, creates it in pure Go.
-// vfat, the only other candidate, has no journal.
+// (Why ext4, and how it is made: see package datafs.)
 func ensureExt4(dev, label string) (created bool, err error) {
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
@@ -62,19 +56,8 @@ func ensureExt4(dev, label string) (created bool, err error) {
 	return true, nil
 }
 
-// mkfsExt4 writes a new ext4 file system over the whole of f. 4 KiB blocks
-// (8 sectors) match flash pages; no resize inode, because go-diskfs writes
-// one e2fsck rejects and the partition never grows in place.
+// mkfsExt4 writes a new ext4 file system over the whole of f, the same one
+// flashing with a site config creates (package datafs).
 func mkfsExt4(f *os.File, size int64, label string) error {
-	_, err := ext4.Create(file.New(f, false), size, 0, 512, &ext4.Params{
-		VolumeName:      label,
-		SectorsPerBlock: 8,
-		Features:        []ext4.FeatureOpt{ext4.WithFeatureReservedGDTBlocksForExpansion(false)},
-	})
-	if err != nil {
-		return err
-	}
-	// The first mount must find the whole file system on the medium even
-	// if power fails right after.
-	return f.Sync()
+	return datafs.Create(f, 0, size, label)
 }

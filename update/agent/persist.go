@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,10 +113,11 @@ func loadState(dir string) (persisted, error) {
 	if err != nil {
 		return persisted{}, fmt.Errorf("agent: %w", err)
 	}
+	// Unknown fields are kept out of the way, not refused: after a rollback
+	// the old slot's agent reads what the newer one wrote, and must still
+	// learn why the trial failed. An incompatible change bumps "format".
 	var p persisted
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := json.Unmarshal(b, &p); err != nil {
 		return persisted{}, fmt.Errorf("agent: %s: %w", path, err)
 	}
 	if p.Format != stateFormat {

@@ -36,11 +36,27 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLoadStateFromNewerAgent: after a rollback the old slot's agent reads
+// the state a newer agent wrote, with fields it does not know.
+func TestLoadStateFromNewerAgent(t *testing.T) {
+	dir := t.TempDir()
+	state := `{"format":1,"security_floor":3,"from_the_future":{"x":1},"last":{"result":"rolled-back","at":"2026-12-06T02:10:00Z","to":"0.3.0","reason":"unhealthy"}}`
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SecurityFloor != 3 || p.Last == nil || p.Last.Result != OutcomeRolledBack || p.Last.Reason != "unhealthy" {
+		t.Fatalf("state from a newer agent read as %+v", p)
+	}
+}
+
 func TestLoadStateErrors(t *testing.T) {
 	tests := []struct{ name, content, want string }{
-		{"unknown field", `{"format":1,"securty_floor":2}`, "unknown field"},
 		{"other format", `{"format":2}`, `field "format": is 2; expected 1`},
-		{"not json", `{`, "unexpected EOF"},
+		{"not json", `{`, "unexpected end of JSON input"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -162,9 +162,11 @@ func TestRepositoryRollout(t *testing.T) {
 	if err != nil || fs.Waves[0].Updated != 1 {
 		t.Fatalf("rollout status %+v %v; want the canary updated", fs, err)
 	}
-	if ps := r.state(); ps.ReportSeq != 1 || len(ps.Reports) != 0 {
-		t.Errorf("state: report seq %d, %d queued; want 1, 0", ps.ReportSeq, len(ps.Reports))
-	}
+	// state.json is written just after the in-memory queue shrinks.
+	waitFor(t, "the sent report off the queue in state.json", func() bool {
+		ps := r.state()
+		return ps.ReportSeq == 1 && len(ps.Reports) == 0
+	})
 }
 
 // TestRepositorySwappedTarget: the repository's file for a release holds

@@ -120,7 +120,7 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 		return fmt.Errorf("bundle %s: rejected before: %s (run `pqbranch update check` to try again)", src, rj.Reason)
 	}
 	if d := a.p.Download; d != nil && d.Staged && d.Header == headerID && d.Slot == a.inactive() {
-		a.set(func(s *Status) { s.State, s.Target = Staged, rel.Version })
+		a.setStaged(rel.Version, "")
 		return nil // already staged: nothing to fetch
 	}
 	if pay.ChunkSize <= 0 || pay.ChunkSize > maxChunkSize {
@@ -207,7 +207,7 @@ func (a *Agent) download(ctx context.Context, src source, explicit bool, accepte
 		a.verified = headerID
 	})
 	a.log.Info("update staged", "version", rel.Version, "slot", a.inactive())
-	a.set(func(s *Status) { s.State, s.Reason = Staged, "" })
+	a.setStaged(rel.Version, "")
 	return nil
 }
 

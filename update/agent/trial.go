@@ -37,10 +37,7 @@ func (a *Agent) reconcile() (trialBoot bool) {
 			// than of its build. It gets one more boot, in the window.
 			a.update(func(*persisted) { t.Armed = false })
 			a.log.Warn("trial boot failed; trying once more", "version", t.Version, "why", why)
-			a.set(func(s *Status) {
-				s.State, s.Target = Staged, t.Version
-				s.Reason = fmt.Sprintf("trial boot %d of %d failed (%s); trying once more", t.Boots, maxTrialBoots, why)
-			})
+			a.setStaged(t.Version, fmt.Sprintf("trial boot %d of %d failed (%s); trying once more", t.Boots, maxTrialBoots, why))
 			return false
 		}
 		if t.Boots > 1 {
@@ -58,7 +55,7 @@ func (a *Agent) reconcile() (trialBoot bool) {
 		a.update(func(p *persisted) { p.Download, p.Trial = nil, nil })
 	}
 	if d := a.p.Download; d != nil && d.Staged {
-		a.set(func(s *Status) { s.State, s.Target = Staged, d.Release.Version })
+		a.setStaged(d.Release.Version, "")
 	}
 	return false
 }
@@ -237,6 +234,18 @@ func (a *Agent) waitWindow(ctx context.Context) {
 		case <-a.o.After(wait):
 		}
 	}
+}
+
+// setStaged shows version staged, with its planned reboot, in one step:
+// a reader never sees "staged" without "until when".
+func (a *Agent) setStaged(version, reason string) {
+	at, ok := a.plan()
+	a.set(func(s *Status) {
+		s.State, s.Target, s.Reason, s.WaitUntil = Staged, version, reason, time.Time{}
+		if ok {
+			s.WaitUntil = at
+		}
+	})
 }
 
 // plan is the reboot time: a point in the next window occurrence that

@@ -60,7 +60,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR] [-repo-root ROOT.json]
-       pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-yes]
+       pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-config SITE.json] [-yes]
        pqbuild run [-board NAME]
        pqbuild bench [-board NAME]   build and boot figures as a table
        pqbuild deps image|run|test   install missing system packages
@@ -104,11 +104,20 @@ func flash(ctx context.Context, args []string) error {
 	img := fs.String("image", "out/"+boards.Default+"/disk.img", "raw disk image")
 	to := fs.String("to", "", "target block device or file")
 	yes := fs.Bool("yes", false, "do not ask before overwriting a block device")
+	cfgFile := fs.String("config", "", "a site's appliance config to validate and put on the data partition")
 	fs.Parse(args)
 	if *to == "" {
 		return errors.New("-to is required: the block device (e.g. /dev/sdb) or file to write")
 	}
-	return firmware.Flash(ctx, *img, *to, firmware.FlashOptions{Confirmed: *yes, Progress: os.Stderr, Stdin: os.Stdin})
+	o := firmware.FlashOptions{Confirmed: *yes, Progress: os.Stderr, Stdin: os.Stdin}
+	if *cfgFile != "" {
+		b, err := os.ReadFile(*cfgFile)
+		if err != nil {
+			return err
+		}
+		o.Config, o.ConfigName = b, *cfgFile
+	}
+	return firmware.Flash(ctx, *img, *to, o)
 }
 
 // repoDir finds the source tree: the build compiles the appliance from it.
