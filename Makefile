@@ -10,7 +10,7 @@ export PATH := $(PATH):/usr/local/go/bin
 PQBUILD := out/bin/pqbuild
 IMAGE   := out/$(BOARD)/disk.img
 
-.PHONY: all image run test powercut bench flash tools keygen deps-image deps-run deps-test clean FORCE
+.PHONY: all image run test powercut bench bench-update flash tools keygen deps-image deps-run deps-test clean FORCE
 
 all: image
 
@@ -59,6 +59,11 @@ bench: deps-test image
 	@$(GO) test -run '^$$' -bench CheckIn -cpu 1 ./update/fleet/device/ | awk '/^Benchmark/ { for (i = 2; i < NF; i++) if ($$(i+1) == "ns/op") printf "%s  %.0f check-ins/s/core\n", $$0, 1e9/$$i; next } /^(ok|FAIL)/'
 	@# Fleet: 100,000 simulated devices, wall time and reports/s into SQLite and PostgreSQL.
 	@$(GO) test -run '^$$' -bench Fleet100k -benchtime 1x -timeout 30m ./update/fleet/sim/ | grep -E '^(Benchmark|ok|FAIL)'
+
+# Only the update rows of make bench: staging against a raw write, the
+# agent's memory, and an update's downtime against a plain reboot.
+bench-update: deps-test image
+	@PQB_ACCEL=$$($(PQBUILD) accel) $(PQBUILD) bench -only update -board $(BOARD)
 
 flash: $(PQBUILD)
 	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)] [CONFIG=site.json]"; exit 2; }

@@ -34,6 +34,8 @@ type Options struct {
 	RepoDir  string
 	CacheDir string
 	Progress io.Writer
+	// Only, when "update", measures just the update rows.
+	Only string
 }
 
 // Run measures everything and returns the table rows.
@@ -44,16 +46,23 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 
-	clean, rebuild, err := buildTimes(ctx, o)
-	if err != nil {
-		return nil, err
-	}
 	// Sizes and boots use the image `make image` built from this tree (the
 	// bench target depends on it), not the benchmark's edited clone.
 	dir := filepath.Join(o.RepoDir, "out", b.Name)
 	m, err := firmware.ReadManifest(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w: run make image first", err)
+	}
+	switch o.Only {
+	case "":
+	case "update":
+		return updateRows(ctx, o, b, dir, m)
+	default:
+		return nil, fmt.Errorf("bench: -only %q: expected \"update\"", o.Only)
+	}
+	clean, rebuild, err := buildTimes(ctx, o)
+	if err != nil {
+		return nil, err
 	}
 	rows = append(rows,
 		Row{Metric: "clean build (empty Go and u-root caches)", Value: clean.Seconds(), Unit: "s", Baseline: "gokrazy, measured elsewhere", Base: 58},

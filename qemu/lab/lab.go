@@ -52,6 +52,10 @@ type Options struct {
 	StateDir string
 	// Time, when set, is what the lab's time server says at the start.
 	Time time.Time
+	// LiveBundle, when set, is the bundle file the update server offers
+	// as update.pqb, read afresh at every request (make run serves
+	// out/<board>/update.pqb, so a rebuild is offered at once).
+	LiveBundle string
 }
 
 // Lab is a running test world.
@@ -104,7 +108,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if l.ntp, err = serveNTP(l.Site.GW, edge.EdgeWANAddr, &l.clock); err != nil {
 		return nil, err
 	}
-	if err := l.startUpdateServer(); err != nil {
+	if err := l.startUpdateServer(o.LiveBundle); err != nil {
 		return nil, err
 	}
 	l.Edge, err = edge.Start(ctx, edge.Options{

@@ -35,6 +35,10 @@ var (
 // UpdatePort is the update server's TCP port on edge.EdgeWANAddr.
 const UpdatePort = 8443
 
+// liveName is where Options.LiveBundle is served: the URL the qemu-x86_64
+// board's default config checks.
+const liveName = "update.pqb"
+
 // UpdateURL is the URL of a file the update server serves.
 func UpdateURL(name string) string {
 	return fmt.Sprintf("https://%s/%s", net.JoinHostPort(edge.EdgeWANAddr, fmt.Sprint(UpdatePort)), name)
@@ -50,18 +54,21 @@ type Request struct {
 // updateServer serves the files in dir over HTTPS, with Range requests
 // (http.ServeContent), and records every request.
 type updateServer struct {
-	dir  string
+	dir string
+	// live, when set, is served as /update.pqb from where the build
+	// writes it, read at each request: a rebuild is on offer at once.
+	live string
 	srv  *http.Server
 	mu   sync.Mutex
 	reqs []Request
 }
 
-func (l *Lab) startUpdateServer() error {
+func (l *Lab) startUpdateServer(live string) error {
 	cert, err := tls.X509KeyPair(updateCert, updateKey)
 	if err != nil {
 		return fmt.Errorf("lab: update server: %w", err)
 	}
-	u := &updateServer{dir: filepath.Join(l.tmpDir, "updates")}
+	u := &updateServer{dir: filepath.Join(l.tmpDir, "updates"), live: live}
 	if err := os.Mkdir(u.dir, 0o755); err != nil {
 		return err
 	}
@@ -72,20 +79,31 @@ func (l *Lab) startUpdateServer() error {
 	}); err != nil {
 		return fmt.Errorf("lab: update server: %w", err)
 	}
-	files := http.FileServer(http.Dir(u.dir))
 	u.srv = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			u.mu.Lock()
-			u.reqs = append(u.reqs, Request{Path: r.URL.Path, Range: r.Header.Get("Range"), Group: r.TLS.CurveID})
-			u.mu.Unlock()
-			files.ServeHTTP(w, r)
-		}),
+		Handler:           u,
 	}
 	go u.srv.ServeTLS(ln, "", "")
 	l.updates = u
 	return nil
+}
+
+// ServeHTTP serves the published files and the live bundle, with Range
+// requests (http.ServeContent), and records every request.
+func (u *updateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var group tls.CurveID
+	if r.TLS != nil {
+		group = r.TLS.CurveID
+	}
+	u.mu.Lock()
+	u.reqs = append(u.reqs, Request{Path: r.URL.Path, Range: r.Header.Get("Range"), Group: group})
+	u.mu.Unlock()
+	if u.live != "" && r.URL.Path == "/"+liveName {
+		http.ServeFile(w, r, u.live)
+		return
+	}
+	http.FileServer(http.Dir(u.dir)).ServeHTTP(w, r)
 }
 
 // Publish puts the file at src on the update server as name, atomically:

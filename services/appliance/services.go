@@ -201,7 +201,7 @@ func (a *Appliance) statusAddrs() []string {
 
 func (a *Appliance) statusSources(clock *clockHolder) *status.Sources {
 	src := &status.Sources{
-		Version: a.opts.Version, Board: a.opts.Board, Slot: a.opts.Slot, Boot: a.boot,
+		Version: a.opts.Version, Board: a.opts.Board, Slot: a.opts.Slot, DevKey: a.opts.Release.DevKey, Boot: a.boot,
 		Roles:  map[string]string{a.roles.WAN: "wan", a.roles.LAN: "lan"},
 		Clock:  clock.status,
 		Config: a.configState,

@@ -17,15 +17,17 @@ import (
 // of the report stays empty, so status works on a half-started appliance.
 type Sources struct {
 	Version, Board, Slot string
-	Boot                 time.Time
-	Roles                map[string]string // interface name -> role
-	Tunnel               func() TunnelStatus
-	Services             func() []supervise.State
-	Clock                func() timesync.Status
-	Update               func() UpdateStatus
-	Config               func() ConfigState
-	Log                  *logring.Ring
-	LogLines             int // how many recent lines; default 50
+	// DevKey: the running firmware was signed with a development key.
+	DevKey   bool
+	Boot     time.Time
+	Roles    map[string]string // interface name -> role
+	Tunnel   func() TunnelStatus
+	Services func() []supervise.State
+	Clock    func() timesync.Status
+	Update   func() UpdateStatus
+	Config   func() ConfigState
+	Log      *logring.Ring
+	LogLines int // how many recent lines; default 50
 	// Metrics, if set, is served at /metrics (Prometheus text format),
 	// on the same LAN-only endpoint as the report.
 	Metrics http.Handler
@@ -34,7 +36,7 @@ type Sources struct {
 // Collect builds a report now.
 func (s *Sources) Collect() Report {
 	now := time.Now()
-	r := Report{Version: s.Version, Board: s.Board, Slot: s.Slot, Time: now, Uptime: Duration(now.Sub(s.Boot))}
+	r := Report{Version: s.Version, Board: s.Board, Slot: s.Slot, DevKey: s.DevKey, Time: now, Uptime: Duration(now.Sub(s.Boot))}
 	r.Hostname, _ = os.Hostname()
 	r.Interfaces = interfaces(s.Roles)
 	r.Tunnel = TunnelStatus{State: "not configured"}

@@ -91,6 +91,9 @@ func Decode(b []byte) (*Report, error) {
 func Print(w io.Writer, r *Report) error {
 	p := &printer{w: w}
 	p.f("pqbranch %s board=%s slot=%s host=%s up %s\n", r.Version, r.Board, r.Slot, r.Hostname, time.Duration(r.Uptime))
+	if r.DevKey {
+		p.f("firmware signed with a DEVELOPMENT key: build with a release key (make keygen) for the field\n")
+	}
 	p.f("\ninterfaces:\n")
 	for _, i := range r.Interfaces {
 		state := "down"

@@ -13,9 +13,12 @@ import (
 
 // Report is the whole status document.
 type Report struct {
-	Version    string            `json:"version"`
-	Board      string            `json:"board"`
-	Slot       string            `json:"slot"`
+	Version string `json:"version"`
+	Board   string `json:"board"`
+	Slot    string `json:"slot"`
+	// DevKey says the firmware was signed with a development key: fine in
+	// a lab, never in the field.
+	DevKey     bool              `json:"dev_key,omitempty"`
 	Hostname   string            `json:"hostname"`
 	Time       time.Time         `json:"time"`
 	Uptime     Duration          `json:"uptime"`

@@ -84,6 +84,19 @@ func TestPrint(t *testing.T) {
 			t.Errorf("no %q in:\n%s", want, b.String())
 		}
 	}
+	if strings.Contains(b.String(), "DEVELOPMENT key") {
+		t.Errorf("a release-signed report warns of a development key:\n%s", b.String())
+	}
+	src := sources()
+	src.DevKey = true
+	r = src.Collect()
+	b.Reset()
+	if err := Print(&b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.DevKey || !strings.Contains(b.String(), "signed with a DEVELOPMENT key") {
+		t.Errorf("a dev-key build is not marked in status:\n%s", b.String())
+	}
 }
 
 // TestServeOnLAN serves on a LAN address inside a namespace and fetches the

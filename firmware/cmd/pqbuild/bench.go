@@ -13,12 +13,13 @@ import (
 func benchCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	board := fs.String("board", boards.Default, "board name or board file")
+	only := fs.String("only", "", `measure one group of rows: "update"`)
 	fs.Parse(args)
 	repo, err := repoDir()
 	if err != nil {
 		return err
 	}
-	rows, err := bench.Run(ctx, bench.Options{Board: *board, RepoDir: repo, CacheDir: firmware.DefaultCacheDir(), Progress: os.Stderr})
+	rows, err := bench.Run(ctx, bench.Options{Board: *board, RepoDir: repo, CacheDir: firmware.DefaultCacheDir(), Progress: os.Stderr, Only: *only})
 	if err != nil {
 		return err
 	}

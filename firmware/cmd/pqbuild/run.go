@@ -42,7 +42,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "\r\n*** "+format+"\r\n", a...) }
 	say("starting the edge (strongSwan 6.1, 192.0.2.1), DHCP, the LAN client (%s) and the appliance; Ctrl-C quits", lab.ClientAddr)
-	l, err := lab.Start(ctx, lab.Options{Board: b, Image: img, Console: os.Stdout, Stdin: stdin, Progress: os.Stderr})
+	bundle, err := filepath.Abs(filepath.Join(*out, b.Name, "update.pqb"))
+	if err != nil {
+		return err
+	}
+	say("the update server offers %s as %s: rebuild with make image, then type `update check` on the console", bundle, lab.UpdateURL("update.pqb"))
+	l, err := lab.Start(ctx, lab.Options{Board: b, Image: img, Console: os.Stdout, Stdin: stdin, Progress: os.Stderr, LiveBundle: bundle})
 	if err != nil {
 		return err
 	}
