@@ -21,6 +21,7 @@ type KeyType int
 const (
 	Ed25519 KeyType = iota
 	ECDSAP256
+	ECDSAP384 // CNSA-style certificates (RFC 9206)
 )
 
 func (k KeyType) String() string {
@@ -29,6 +30,8 @@ func (k KeyType) String() string {
 		return "Ed25519"
 	case ECDSAP256:
 		return "ECDSA-P256"
+	case ECDSAP384:
+		return "ECDSA-P384"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(k))
 }
@@ -40,6 +43,8 @@ func (k KeyType) generate() (crypto.Signer, error) {
 		return priv, err
 	case ECDSAP256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case ECDSAP384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	}
 	return nil, fmt.Errorf("edge: unknown key type %v", k)
 }

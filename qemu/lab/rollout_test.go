@@ -58,22 +58,7 @@ func TestRolloutInQEMU(t *testing.T) {
 	base, img := buildFleetImage(t, root)
 	next := buildFleetRelease(t, root, "0.2.0-fleet", base.Epoch+100)
 
-	b, err := boards.Load(boards.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := Start(ctx, Options{Board: b, Image: img, Progress: testWriter{t}, StateDir: t.TempDir(), Time: labStart})
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 150))
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("lab teardown: %v", err)
-		}
-	})
+	l := startBoxLab(ctx, t, img)
 	var fleetLog bytes.Buffer
 	f, err := l.StartFleet(ctx, repoDir, signers, slog.New(slog.NewTextHandler(&fleetLog, nil)))
 	if err != nil {
@@ -92,7 +77,7 @@ func TestRolloutInQEMU(t *testing.T) {
 	healthyOn(ctx, t, l, base.Version, "A")
 
 	// Point the box at the repository and the report endpoint.
-	if err := l.WriteConfig(ctx, repositoryConfig(t, b)); err != nil {
+	if err := l.WriteConfig(ctx, repositoryConfig(t)); err != nil {
 		t.Fatal(err)
 	}
 	r := waitUpdate(ctx, t, l, "first check-in with the repository", 5*time.Minute, func(u status.UpdateStatus) bool {
@@ -265,8 +250,12 @@ func bundleRelease(t *testing.T, path string) release.Release {
 // repositoryConfig is the board's default config checking in with the
 // lab's repository and reporting to its endpoint instead of reading one
 // bundle URL.
-func repositoryConfig(t *testing.T, b *boards.Board) []byte {
+func repositoryConfig(t *testing.T) []byte {
 	t.Helper()
+	b, err := boards.Load(boards.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
 	def, err := b.DefaultConfigBytes()
 	if err != nil {
 		t.Fatal(err)

@@ -77,12 +77,23 @@ func defaultRelease(t *testing.T) (release.Release, string) {
 	return m.Release, img
 }
 
-// startUpdateLab starts the lab around one box whose disk and NVRAM are
-// kept in a directory of the test's, so the box can lose power and boot
-// again, with the lab's clock at labStart.
+// startUpdateLab starts the lab around one box flashed with the default
+// image; see startBoxLab.
 func startUpdateLab(ctx context.Context, t *testing.T) *Lab {
 	t.Helper()
-	img, b := defaultImage(t)
+	img, _ := defaultImage(t)
+	return startBoxLab(ctx, t, img)
+}
+
+// startBoxLab starts the lab around one box flashed with img, whose disk
+// and NVRAM are kept in a directory of the test's, so the box can lose
+// power and boot again, with the lab's clock at labStart.
+func startBoxLab(ctx context.Context, t *testing.T, img string) *Lab {
+	t.Helper()
+	b, err := boards.Load(boards.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := Start(ctx, Options{Board: b, Image: img, Progress: testWriter{t}, StateDir: t.TempDir(), Time: labStart})
 	if err != nil {
 		t.Fatalf("lab: %v", err)

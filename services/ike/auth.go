@@ -2,9 +2,6 @@ package ike
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/x509"
@@ -110,16 +107,15 @@ func readKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	switch k := k.(type) {
-	case ed25519.PrivateKey:
-		return k, nil
-	case *ecdsa.PrivateKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%s: ECDSA key must be P-256", path)
-		}
-		return k, nil
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: key type %T not supported (Ed25519, ECDSA P-256 or P-384)", path, k)
 	}
-	return nil, fmt.Errorf("%s: key type %T not supported (Ed25519 or ECDSA P-256)", path, k)
+	// Refuse here what sig.Sign cannot use, rather than at the first IKE_AUTH.
+	if _, err := sig.SchemeFor(signer); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return signer, nil
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

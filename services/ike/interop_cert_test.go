@@ -55,9 +55,21 @@ func TestInteropCertificates(t *testing.T) {
 		rogueCA   bool   // strongSwan's certificate comes from a CA we do not trust
 		wantAlgos string // how strongSwan reports verifying our AUTH
 		wantErr   func(error) bool
+		// proposal, with ke and addke, replaces the default X25519 +
+		// ML-KEM-768; wantIKE is how list-sas shows the IKE SA's algorithms.
+		proposal  string
+		ke, addke []string
+		wantIKE   string
 	}{
 		{name: "ed25519", kt: edge.Ed25519, edgeID: "dc.pqbranch.test", wantID: "dc.pqbranch.test", wantAlgos: "ED25519"},
-		{name: "ecdsa-p256-ip-identity", kt: edge.ECDSAP256, edgeID: edge.EdgeWANAddr, wantID: edge.EdgeWANAddr, wantAlgos: "ECDSA"},
+		{name: "ecdsa-p256-ip-identity", kt: edge.ECDSAP256, edgeID: edge.EdgeWANAddr, wantID: edge.EdgeWANAddr, wantAlgos: "ECDSA_WITH_SHA256_DER"},
+		{
+			// CNSA-style (RFC 9206): P-384 certificates on both ends and a
+			// P-384 CA, our AUTH signed with SHA-384, ECP-384 + ML-KEM-1024.
+			name: "cnsa-p384", kt: edge.ECDSAP384, edgeID: "dc.pqbranch.test", wantID: "dc.pqbranch.test", wantAlgos: "ECDSA_WITH_SHA384_DER",
+			proposal: "aes256gcm16-prfsha384-ecp384-ke1_mlkem1024", ke: []string{"ecp384"}, addke: []string{"mlkem1024"},
+			wantIKE: "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384/KE1_ML_KEM_1024",
+		},
 		{
 			// strongSwan accepts us and sends a chain we cannot verify: we
 			// refuse, and must tell it so that it drops its SAs.
@@ -85,13 +97,18 @@ func TestInteropCertificates(t *testing.T) {
 				edgeCA = newCA(t, tc.kt, "pqbranch interop CA") // same name, other key
 			}
 			branchCert := issue(t, ca, tc.kt, "branch.pqbranch.test")
+			var proposals []string
+			if tc.proposal != "" {
+				proposals = []string{tc.proposal}
+			}
 			env := startInterop(t, ctx, envConfig{}, edge.Options{
-				Name: "dc", RemoteID: branchCert.ID,
+				Name: "dc", RemoteID: branchCert.ID, Proposals: proposals,
 				Auth:     edge.Auth{Cert: issue(t, edgeCA, tc.kt, tc.edgeID), CA: ca},
 				Children: interopChild("aes256gcm16"),
 			})
 			cfg := interopConfig()
 			cfg.LocalID, cfg.RemoteID = branchCert.ID, tc.wantID
+			cfg.KE, cfg.AddKE = tc.ke, tc.addke
 			writeCertFiles(t, cfg, branchCert, ca)
 			s := env.session(t, cfg)
 			err := env.do(t, func() error { return s.Establish(ctx) })
@@ -122,7 +139,11 @@ func TestInteropCertificates(t *testing.T) {
 				t.Fatal(err)
 			}
 			sas := env.listSAs(t, ctx)
-			mustContain(t, "list-sas", sas, ikeLine(s.ike), "KE1_ML_KEM_768", "local  '"+tc.edgeID+"'", "remote 'branch.pqbranch.test'")
+			wantIKE := tc.wantIKE
+			if wantIKE == "" {
+				wantIKE = "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768"
+			}
+			mustContain(t, "list-sas", sas, ikeLine(s.ike), wantIKE, "local  '"+tc.edgeID+"'", "remote 'branch.pqbranch.test'")
 			mustContain(t, "CHILD_SA", childBlock(sas, s.children[0]), "INSTALLED")
 		})
 	}

@@ -1,17 +1,15 @@
 package initd
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pqbranch/pqbranch/images/layout"
+	"github.com/pqbranch/pqbranch/update/slots"
 )
 
 // dataMountFlags: the data partition holds configuration and state, never
@@ -67,38 +65,13 @@ func waitPartition(ctx context.Context, sysClassBlock, name string, timeout time
 }
 
 // findPartition returns the device node of the partition whose GPT name is
-// name, from the kernel's uevent files (PARTNAME, DEVNAME), or "" if none has
-// it yet. The name, not a device number, identifies it: disks enumerate in
-// different orders on different boards.
+// name, or "" if none has it yet (update/slots reads the kernel's uevent
+// files). The name, not a device number, identifies it: disks enumerate
+// in different orders on different boards.
 func findPartition(sysClassBlock, name string) (string, error) {
-	files, err := filepath.Glob(filepath.Join(sysClassBlock, "*", "uevent"))
+	dev, err := slots.PartitionDev(sysClassBlock, "/dev", name)
 	if err != nil {
 		return "", fmt.Errorf("data: %w", err)
 	}
-	for _, f := range files {
-		ev, err := readUevent(f)
-		if err != nil {
-			continue // the device went away meanwhile
-		}
-		if ev["DEVTYPE"] == "partition" && ev["PARTNAME"] == name && ev["DEVNAME"] != "" {
-			return "/dev/" + ev["DEVNAME"], nil
-		}
-	}
-	return "", nil
-}
-
-func readUevent(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ev := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			ev[k] = v
-		}
-	}
-	return ev, sc.Err()
+	return dev, nil
 }

@@ -234,6 +234,26 @@ func (d *Disk) SlotOf(guid string) string {
 	return ""
 }
 
+// PartitionDev returns the device node (under devDir) of the partition
+// whose GPT name is name, from the kernel's uevent files, or "" when no
+// partition has that name yet (block devices probe asynchronously).
+func PartitionDev(sysClassBlock, devDir, name string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(sysClassBlock, "*", "uevent"))
+	if err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		ev, err := readUevent(f)
+		if err != nil {
+			continue // the device went away meanwhile
+		}
+		if ev["DEVTYPE"] == "partition" && ev["PARTNAME"] == name && ev["DEVNAME"] != "" {
+			return filepath.Join(devDir, ev["DEVNAME"]), nil
+		}
+	}
+	return "", nil
+}
+
 func readUevent(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -27,7 +27,7 @@ type Config struct {
 	Auth string `json:"auth"` // "psk" or "cert"
 	PSK  Secret `json:"psk,omitempty"`
 	Cert string `json:"cert,omitempty"` // PEM certificate file (leaf first, optional intermediates)
-	Key  string `json:"key,omitempty"`  // PEM PKCS#8 private key file (Ed25519 or ECDSA P-256)
+	Key  string `json:"key,omitempty"`  // PEM private key file (PKCS#8 or SEC 1): Ed25519, ECDSA P-256 or P-384
 	CA   string `json:"ca,omitempty"`   // PEM file with the CA(s) the responder's chain must lead to
 
 	// KE lists the classical groups offered in IKE_SA_INIT, preferred

@@ -536,7 +536,11 @@ func (r *Responder) verifyCert(ps []message.Payload, a *message.Auth, octets []b
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: r.cfg.Roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return err
 	}
-	return sig.Verify(leaf.PublicKey, a, octets)
+	if err := sig.Verify(leaf.PublicKey, a, octets); err != nil {
+		return err
+	}
+	r.stats.PeerAuthScheme, _ = sig.SchemeOf(a)
+	return nil
 }
 
 // newChild selects the ESP proposal and derives KEYMAT with shared (nil in

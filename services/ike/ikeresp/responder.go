@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/pqbranch/pqbranch/services/ike/message"
+	"github.com/pqbranch/pqbranch/services/ike/sig"
 )
 
 // Config is the responder's policy.
@@ -148,6 +149,9 @@ type Stats struct {
 	// exchange won.
 	Collisions, CollisionsWon int
 	Crashed                   int // times Hostile.CrashMidRekey forgot every SA
+	// PeerAuthScheme is how the initiator signed its last certificate
+	// AUTH that verified (unknown with PSK).
+	PeerAuthScheme sig.Scheme
 }
 
 // Responder serves IKE on two loopback UDP sockets.

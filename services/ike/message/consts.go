@@ -223,7 +223,8 @@ const (
 // Authentication methods.
 const (
 	AuthSharedKey        uint8 = 2
-	AuthECDSA256         uint8 = 9
+	AuthECDSA256         uint8 = 9  // RFC 4754: P-256 with SHA-256
+	AuthECDSA384         uint8 = 10 // RFC 4754: P-384 with SHA-384
 	AuthDigitalSignature uint8 = 14 // RFC 7427
 )
 
