@@ -180,7 +180,7 @@ func (s *Session) awaitPeerCreate(ctx context.Context, sa *ikeSA) error {
 		case p := <-s.tr.in:
 			s.tr.recvd++
 			s.tr.bytesRecvd += uint64(len(p.b))
-			s.dispatch(p)
+			s.dispatch(ctx, p)
 			if s.fatal != nil {
 				return s.fatal
 			}

@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"log/slog"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/pqbranch/pqbranch/services/ike/bindtest"
 	"github.com/pqbranch/pqbranch/services/ike/kex"
 	"github.com/pqbranch/pqbranch/services/ike/keys"
 	"github.com/pqbranch/pqbranch/services/ike/message"
@@ -25,8 +25,8 @@ import (
 // session must not panic, must answer at most once, and must keep its Child
 // SAs, the kernel's SAs and the Child SA cap in step.
 
-// fuzzEdge is an established session towards a socket nobody reads, with
-// the edge's side of the IKE SA's keys.
+// fuzzEdge is an established session on an in-memory Bind, with the
+// edge's side of the IKE SA's keys.
 type fuzzEdge struct {
 	s    *Session
 	mem  *xfrm.Memory
@@ -115,16 +115,9 @@ func fuzzSeeds(t testing.TB) [][]message.Payload {
 }
 
 func FuzzSessionDispatch(f *testing.F) {
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { peer.Close() })
-	remote := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	tr, err := newTransport(transportOptions{local: netip.MustParseAddr("127.0.0.1"), remote: remote, remoteNATPort: remote.Port()})
-	if err != nil {
-		f.Fatal(err)
-	}
+	// Nobody reads the answers: the Bind drops them once its queue is full.
+	b, _ := bindtest.New(bindtest.DefaultAddrs)
+	tr := newTransport(b)
 	f.Cleanup(tr.close)
 
 	exchanges := []message.ExchangeType{message.INFORMATIONAL, message.CREATE_CHILD_SA, message.IKE_FOLLOWUP_KE, message.IKE_AUTH}
@@ -149,7 +142,7 @@ func FuzzSessionDispatch(f *testing.F) {
 			dgs = e.request(exchanges[int(exch)%len(exchanges)], uint32(mid%3), message.PayloadType(first), plain)
 		}
 		for _, d := range dgs {
-			s.dispatch(packet{b: d, from: s.tr.remoteAddr()})
+			s.dispatch(t.Context(), packet{b: d, from: s.tr.remoteAddr()})
 		}
 		if len(raw) > 0 && (sa.peerMID != 1 || sa.lastResp != nil || s.fatal != nil) {
 			t.Fatalf("unauthenticated bytes were taken as a request: peer mid %d, fatal %v", sa.peerMID, s.fatal)
@@ -172,17 +165,6 @@ func FuzzSessionDispatch(f *testing.F) {
 // get past authentication into the handlers, so the fuzzer starts from
 // the edge-request code, not from the drop path.
 func TestFuzzSeedsReachHandlers(t *testing.T) {
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	remote := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	tr, err := newTransport(transportOptions{local: netip.MustParseAddr("127.0.0.1"), remote: remote, remoteNATPort: remote.Port()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.close()
 	seeds := fuzzSeeds(t)
 	for _, tc := range []struct {
 		name  string
@@ -197,16 +179,31 @@ func TestFuzzSeedsReachHandlers(t *testing.T) {
 		{"rekey IKE", message.CREATE_CHILD_SA, 4, func(e *fuzzEdge) bool { return e.s.ike.peerCreate != nil && e.s.ike.peerCreate.spii != 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			b, peer := bindtest.New(bindtest.DefaultAddrs)
+			tr := newTransport(b)
+			defer tr.close()
 			e := newFuzzEdge(t, tr)
 			first, plain, err := message.MarshalPayloads(nil, seeds[tc.seed])
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, d := range e.request(tc.exch, 1, first, plain) {
-				e.s.dispatch(packet{b: d, from: tr.remoteAddr()})
+				e.s.dispatch(t.Context(), packet{b: d, from: tr.remoteAddr()})
 			}
 			if e.s.ike.peerMID != 2 || !tc.check(e) {
 				t.Fatalf("seed did not reach its handler: peer mid %d, fatal %v, children %d", e.s.ike.peerMID, e.s.fatal, len(e.s.children))
+			}
+			// The edge got exactly one answer: a response to its request.
+			if n := peer.Pending(); n != 1 {
+				t.Fatalf("%d datagrams sent to the edge, want the one response", n)
+			}
+			d, err := peer.Recv(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := message.ParseHeader(d.B)
+			if err != nil || d.NATPort || !h.IsResponse() || h.Exchange != tc.exch || h.MessageID != 1 {
+				t.Fatalf("answer %+v (NAT port %v, err %v), want a response to %v mid 1 on the IKE port", h, d.NATPort, err, tc.exch)
 			}
 		})
 	}

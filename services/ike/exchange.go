@@ -74,7 +74,7 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 				case consumed:
 					continue
 				}
-				s.dispatch(p)
+				s.dispatch(ctx, p)
 				if s.fatal != nil {
 					timer.Stop()
 					return s.fatal

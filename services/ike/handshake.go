@@ -105,23 +105,23 @@ func (s *Session) openTransport() error {
 	if err != nil {
 		return err
 	}
-	o := transportOptions{remote: remote, remoteNATPort: s.opt.RemoteNATPort,
-		localPort: s.opt.LocalPort, localNATPort: s.opt.LocalNATPort, espInUDP: s.opt.ESPInUDP}
+	c := BindConfig{Remote: remote, RemoteNATPort: s.opt.RemoteNATPort,
+		LocalPort: s.opt.LocalPort, LocalNATPort: s.opt.LocalNATPort, ESPInUDP: s.opt.ESPInUDP}
 	if s.cfg.Local != "" {
 		l, err := s.cfg.LocalAddrPort()
 		if err != nil {
 			return err
 		}
-		o.local = l.Addr()
+		c.Local = l.Addr()
 		if l.Port() != 0 {
-			o.localPort = l.Port()
+			c.LocalPort = l.Port()
 		}
 	}
-	tr, err := newTransport(o)
+	b, err := s.opt.NewBind(c)
 	if err != nil {
 		return err
 	}
-	s.tr = tr
+	s.tr = newTransport(b)
 	return nil
 }
 

@@ -21,8 +21,11 @@ var ErrPeerDeleted = errors.New("peer deleted the SA")
 const maxRequestDatagrams = 129
 
 // dispatch handles a packet that is not the response we wait for: requests
-// from the edge are answered; everything else is dropped.
-func (s *Session) dispatch(p packet) {
+// from the edge are answered; everything else is dropped. ctx is the
+// caller's (maintain's, or the exchange's it arrived during): it bounds the
+// kernel work an answer needs, so a session being stopped does not wait on
+// it.
+func (s *Session) dispatch(ctx context.Context, p packet) {
 	h, err := message.ParseHeader(p.b)
 	if err != nil {
 		s.drop(p, err)
@@ -75,7 +78,7 @@ func (s *Session) dispatch(p packet) {
 	}
 	sa.lastReq, sa.curReq = sa.curReq, nil
 	s.lastRecv = time.Now()
-	resp := s.answer(sa, d)
+	resp := s.answer(ctx, sa, d)
 	rh := message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: h.Exchange, Flags: sa.flags(true), MessageID: h.MessageID}
 	sealed, err := sk.Seal(rh, resp, sa.out, s.fragmentLimit(sa))
 	if err != nil {
@@ -98,7 +101,7 @@ func (s *Session) dispatch(p packet) {
 }
 
 // answer builds our response to an authenticated request from the edge.
-func (s *Session) answer(sa *ikeSA, d *sk.Decrypted) []message.Payload {
+func (s *Session) answer(ctx context.Context, sa *ikeSA, d *sk.Decrypted) []message.Payload {
 	switch d.Header.Exchange {
 	case message.INFORMATIONAL:
 		var resp []message.Payload
@@ -111,26 +114,25 @@ func (s *Session) answer(sa *ikeSA, d *sk.Decrypted) []message.Payload {
 				sa.deleted = true
 				return nil
 			case message.ProtoESP:
-				if ours := s.peerDeletedChildren(del.SPIs); len(ours) > 0 {
+				if ours := s.peerDeletedChildren(ctx, del.SPIs); len(ours) > 0 {
 					resp = append(resp, &message.Delete{Protocol: message.ProtoESP, SPIs: ours})
-					s.refreshStatus(context.Background())
+					s.refreshStatus(ctx)
 				}
 			}
 		}
 		return resp
 	case message.CREATE_CHILD_SA:
-		return s.answerCreate(sa, d.Payloads)
+		return s.answerCreate(ctx, sa, d.Payloads)
 	case message.IKE_FOLLOWUP_KE:
-		return s.answerFollowupKE(sa, d.Payloads)
+		return s.answerFollowupKE(ctx, sa, d.Payloads)
 	}
 	return []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}
 }
 
 // peerDeletedChildren removes the Child SAs whose outbound SPIs the edge
 // deleted and returns our inbound SPIs of them for the response.
-func (s *Session) peerDeletedChildren(spis [][]byte) [][]byte {
+func (s *Session) peerDeletedChildren(ctx context.Context, spis [][]byte) [][]byte {
 	var ours [][]byte
-	ctx := context.Background()
 	for _, b := range spis {
 		if len(b) != 4 {
 			continue

@@ -38,6 +38,7 @@ func needEdge(t testing.TB) {
 // interopEnv is one branch namespace wired to one strongSwan edge.
 type interopEnv struct {
 	branch *netns.NS
+	site   *edge.Site // site.GW is the edge's namespace
 	edge   *edge.Edge
 	mem    *xfrm.Memory
 }
@@ -96,7 +97,7 @@ func startInterop(t testing.TB, ctx context.Context, ec envConfig, eo edge.Optio
 			t.Logf("charon log:\n%s", e.Log())
 		}
 	})
-	return &interopEnv{branch: branch, edge: e, mem: xfrm.NewMemory()}
+	return &interopEnv{branch: branch, site: site, edge: e, mem: xfrm.NewMemory()}
 }
 
 // interopConfig is a tunnel towards the edge's default child.
@@ -118,8 +119,15 @@ func interopChild(esp string) []edge.Child {
 // closed by t.Cleanup.
 func (env *interopEnv) session(t *testing.T, cfg *Config) *Session {
 	t.Helper()
-	s, err := New(cfg, Options{Installer: env.mem, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		RetransmitBase: 500 * time.Millisecond, RetransmitTries: 4})
+	return env.sessionWith(t, cfg, Options{RetransmitBase: 500 * time.Millisecond, RetransmitTries: 4})
+}
+
+// sessionWith is session with the timing knobs of opt; its Installer and
+// Logger are set here.
+func (env *interopEnv) sessionWith(t *testing.T, cfg *Config, opt Options) *Session {
+	t.Helper()
+	opt.Installer, opt.Logger = env.mem, slog.New(slog.NewTextHandler(t.Output(), nil))
+	s, err := New(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func (s *Session) maintain(ctx context.Context) error {
 			timer.Stop()
 			s.tr.recvd++
 			s.tr.bytesRecvd += uint64(len(p.b))
-			s.dispatch(p)
+			s.dispatch(ctx, p)
 		case <-timer.C:
 			now := time.Now()
 			if !now.Before(refreshAt) {

@@ -55,7 +55,7 @@ func refuse(t message.NotifyType) []message.Payload {
 // (N(REKEY_SA)) or of the IKE SA. We accept only the suite in use, with a
 // fresh exchange of every negotiated method, the same rule as for our own
 // rekeys, so the edge cannot downgrade the SA.
-func (s *Session) answerCreate(sa *ikeSA, ps []message.Payload) []message.Payload {
+func (s *Session) answerCreate(ctx context.Context, sa *ikeSA, ps []message.Payload) []message.Payload {
 	if sa != s.ike || sa.peerCreate != nil {
 		// The SA is going away (RFC 7296 2.25: TEMPORARY_FAILURE), or
 		// the edge broke its own window of one.
@@ -136,7 +136,7 @@ func (s *Session) answerCreate(sa *ikeSA, ps []message.Payload) []message.Payloa
 		sa.peerCreate = pc
 		return append(resp, &message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: pc.link})
 	}
-	if err := s.completePeerCreate(sa, pc); err != nil {
+	if err := s.completePeerCreate(ctx, sa, pc); err != nil {
 		s.log.Warn("edge's rekey failed", "err", err)
 		return refuse(message.TEMPORARY_FAILURE)
 	}
@@ -145,7 +145,7 @@ func (s *Session) answerCreate(sa *ikeSA, ps []message.Payload) []message.Payloa
 
 // answerFollowupKE answers one IKE_FOLLOWUP_KE of the edge's rekey and
 // completes the rekey after the last one.
-func (s *Session) answerFollowupKE(sa *ikeSA, ps []message.Payload) []message.Payload {
+func (s *Session) answerFollowupKE(ctx context.Context, sa *ikeSA, ps []message.Payload) []message.Payload {
 	pc := sa.peerCreate
 	link := message.FindNotify(ps, message.ADDITIONAL_KEY_EXCHANGE)
 	if pc == nil || link == nil || !bytes.Equal(link.Data, pc.link) {
@@ -169,7 +169,7 @@ func (s *Session) answerFollowupKE(sa *ikeSA, ps []message.Payload) []message.Pa
 		return append(resp, &message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: pc.link})
 	}
 	sa.peerCreate = nil
-	if err := s.completePeerCreate(sa, pc); err != nil {
+	if err := s.completePeerCreate(ctx, sa, pc); err != nil {
 		s.log.Warn("edge's rekey failed", "err", err)
 		return refuse(message.TEMPORARY_FAILURE)
 	}
@@ -178,8 +178,7 @@ func (s *Session) answerFollowupKE(sa *ikeSA, ps []message.Payload) []message.Pa
 
 // completePeerCreate derives the keys of the edge's rekey once every key
 // exchange is done and puts the new SA in place.
-func (s *Session) completePeerCreate(sa *ikeSA, pc *peerCreate) error {
-	ctx := context.Background()
+func (s *Session) completePeerCreate(ctx context.Context, sa *ikeSA, pc *peerCreate) error {
 	if pc.old != nil {
 		// Make before break: the new pair goes in now, the old one stays
 		// until the edge deletes it (it initiated, so it does).

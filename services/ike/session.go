@@ -30,6 +30,9 @@ type Options struct {
 	LocalNATPort  uint16 // 0: ephemeral; the appliance uses 4500
 	RemoteNATPort uint16 // 0: 4500
 	ESPInUDP      bool   // mark the NAT-T socket for kernel ESP-in-UDP decapsulation
+	// NewBind opens the ports of each attempt; nil: DialUDP. Tests pass an
+	// in-memory Bind (bindtest).
+	NewBind func(BindConfig) (Bind, error)
 
 	RetransmitBase  time.Duration // first retransmission timeout, default 1s; doubles each time
 	RetransmitMax   time.Duration // longest gap between retransmissions, default 8s
@@ -62,6 +65,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.NewBind == nil {
+		o.NewBind = DialUDP
 	}
 	if o.RemoteNATPort == 0 {
 		o.RemoteNATPort = 4500

@@ -1,15 +1,11 @@
 package ike
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // packet is one received datagram, the non-ESP marker already stripped.
@@ -19,14 +15,11 @@ type packet struct {
 	natPort bool
 }
 
-// transport owns the two UDP sockets of RFC 3948: IKE on 500 until NAT is
-// detected, then IKE (behind a 4-byte zero non-ESP marker) and ESP on 4500.
-// Both are connected to the peer, so the kernel filters other sources and
-// picks the local address.
+// transport is the session's side of a Bind: it sends IKE on the IKE port
+// until NAT is detected, then on the NAT-T port behind the 4-byte zero
+// non-ESP marker (RFC 3948), and queues what arrives on either port.
 type transport struct {
-	ike, nat    *net.UDPConn
-	remote      netip.AddrPort // current destination
-	remoteNAT   netip.AddrPort
+	bind        Bind
 	floated     bool
 	in          chan packet
 	wg          sync.WaitGroup
@@ -35,62 +28,20 @@ type transport struct {
 	bytesRecvd  uint64
 }
 
-type transportOptions struct {
-	local                   netip.Addr
-	localPort, localNATPort uint16
-	remote                  netip.AddrPort
-	remoteNATPort           uint16
-	espInUDP                bool // set UDP_ENCAP so the kernel takes ESP off the 4500 socket
-}
-
-func newTransport(o transportOptions) (*transport, error) {
-	remoteNAT := netip.AddrPortFrom(o.remote.Addr(), o.remoteNATPort)
-	ikeConn, err := dial(o.local, o.localPort, o.remote, false)
-	if err != nil {
-		return nil, fmt.Errorf("IKE socket: %w", err)
-	}
-	natConn, err := dial(o.local, o.localNATPort, remoteNAT, o.espInUDP)
-	if err != nil {
-		ikeConn.Close()
-		return nil, fmt.Errorf("NAT-T socket: %w", err)
-	}
-	t := &transport{ike: ikeConn, nat: natConn, remote: o.remote, remoteNAT: remoteNAT, in: make(chan packet, 64)}
+// newTransport reads b's two ports until close.
+func newTransport(b Bind) *transport {
+	t := &transport{bind: b, in: make(chan packet, 64)}
 	t.wg.Add(2)
-	go t.read(ikeConn, false)
-	go t.read(natConn, true)
-	return t, nil
+	go t.read(false)
+	go t.read(true)
+	return t
 }
 
-func dial(local netip.Addr, port uint16, remote netip.AddrPort, espInUDP bool) (*net.UDPConn, error) {
-	var laddr *net.UDPAddr
-	if local.IsValid() || port != 0 {
-		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port))
-	}
-	d := net.Dialer{LocalAddr: laddr, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-			if serr == nil && espInUDP {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_ENCAP, unix.UDP_ENCAP_ESPINUDP)
-			}
-		})
-		return errors.Join(err, serr)
-	}}
-	if laddr == nil {
-		d.LocalAddr = nil
-	}
-	c, err := d.DialContext(context.Background(), "udp", remote.String())
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.UDPConn), nil
-}
-
-func (t *transport) read(c *net.UDPConn, natPort bool) {
+func (t *transport) read(natPort bool) {
 	defer t.wg.Done()
 	buf := make([]byte, 65536)
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, from, err := t.bind.Receive(natPort, buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -120,40 +71,26 @@ func (t *transport) float() { t.floated = true }
 // send writes each datagram to the current destination.
 func (t *transport) send(dgs [][]byte) error {
 	for _, d := range dgs {
-		var err error
+		n := len(d)
 		if t.floated {
-			_, err = t.nat.Write(append([]byte{0, 0, 0, 0}, d...))
-		} else {
-			_, err = t.ike.Write(d)
+			d = append([]byte{0, 0, 0, 0}, d...)
 		}
-		if err != nil {
+		if err := t.bind.Send(t.floated, d); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 		t.sent++
-		t.bytesSent += uint64(len(d))
+		t.bytesSent += uint64(n)
 	}
 	return nil
 }
 
-func (t *transport) localAddr() netip.AddrPort {
-	c := t.ike
-	if t.floated {
-		c = t.nat
-	}
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-func (t *transport) remoteAddr() netip.AddrPort {
-	if t.floated {
-		return t.remoteNAT
-	}
-	return t.remote
-}
+func (t *transport) localAddr() netip.AddrPort  { return t.bind.LocalAddr(t.floated) }
+func (t *transport) remoteAddr() netip.AddrPort { return t.bind.RemoteAddr(t.floated) }
 
 // overhead is what IP and UDP (and the marker) add to an IKE message.
 func (t *transport) overhead() int {
 	n := 20 + 8
-	if t.remote.Addr().Is6() && !t.remote.Addr().Is4In6() {
+	if a := t.remoteAddr().Addr(); a.Is6() && !a.Is4In6() {
 		n = 40 + 8
 	}
 	if t.floated {
@@ -163,7 +100,6 @@ func (t *transport) overhead() int {
 }
 
 func (t *transport) close() {
-	t.ike.Close()
-	t.nat.Close()
+	t.bind.Close()
 	t.wg.Wait()
 }

@@ -312,12 +312,29 @@ func (a *Agent) Run(ctx context.Context) error {
 // loop is the worker: it runs one operation at a time.
 func (a *Agent) loop(ctx context.Context) error {
 	// Resume an interrupted download right away (it was accepted when it
-	// started, so it counts as asked for), else check the URL.
-	var nextCheck <-chan time.Time
-	if s := a.resumeSource(); s != nil {
-		a.fetch(ctx, s, true, nil)
-	} else if st := a.stage(); a.src != nil && (st == Idle || st == Failed) {
-		a.fetch(ctx, a.src, false, nil)
+	// started, so it counts as asked for), else check the URL. A failure
+	// of the network or the server is retried by itself, backing off from
+	// retryMin to CheckInterval.
+	var nextCheck, retry <-chan time.Time
+	backoff := time.Duration(0)
+	attempt := func() {
+		var again bool
+		if s := a.resumeSource(); s != nil {
+			again = a.fetch(ctx, s, true, nil)
+		} else if a.src != nil {
+			again = a.fetch(ctx, a.src, false, nil)
+		}
+		retry = nil
+		if !again {
+			backoff = 0
+			return
+		}
+		backoff = min(max(2*backoff, retryMin), a.o.CheckInterval)
+		retry = a.o.After(backoff)
+		a.log.Info("update: retrying", "in", backoff)
+	}
+	if st := a.stage(); a.resumeSource() != nil || (a.src != nil && (st == Idle || st == Failed)) {
+		attempt()
 	}
 	if a.src != nil {
 		nextCheck = a.o.After(a.o.CheckInterval)
@@ -339,12 +356,18 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		case r := <-a.reqs:
 			a.handle(ctx, r)
+		case <-retry:
+			attempt()
 		case <-nextCheck:
 			a.fetch(ctx, a.src, false, nil)
 			nextCheck = a.o.After(a.o.CheckInterval)
 		}
 	}
 }
+
+// retryMin is the first wait before retrying a check or download that
+// failed for want of the network or the server.
+const retryMin = 15 * time.Second
 
 // resumeSource is where an interrupted download came from, if it can
 // still be read: the configured URL or a local file (update install).

@@ -368,3 +368,48 @@ func TestApplyNowAndCancel(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryAfterNetworkFailure: the WAN is not up yet at boot, or the link
+// drops mid-download. Nobody types a command: the agent retries by itself
+// after retryMin and resumes where the slot left off.
+func TestRetryAfterNetworkFailure(t *testing.T) {
+	r := newRig(t)
+	p := payload(6, 40*testChunk)
+	b, _ := makeBundle(t, rel("0.2.0", 3, 2000), p)
+	srv := newBundleServer(t, b)
+	srv.abortAfter = len(b) / 2
+
+	a, _ := r.run("A", withURL(srv), withWindow(night))
+	if st := waitState(t, a, Failed); !strings.Contains(st.Reason, "truncated") {
+		t.Fatalf("reason %q: expected the dropped link", st.Reason)
+	}
+	// The retry and the periodic check are both waiting on the clock.
+	waitFor(t, "the retry timer", func() bool { return r.clk.pending() >= 2 })
+	if st := a.Status(); st.State != Failed {
+		t.Fatalf("state %s before the retry time", st.State)
+	}
+	r.clk.Add(retryMin)
+	waitFor(t, "the retry", func() bool { return a.Status().State != Failed })
+	waitState(t, a, Staged)
+	if got := r.disk.bytes("B", len(p)); !bytes.Equal(got, p) {
+		t.Fatal("slot B does not hold the payload after the retried download")
+	}
+}
+
+// TestNoRetryOfARefusedBundle: a bundle the device refuses is not fetched
+// again by itself; only a new bundle or an operator's check does that.
+func TestNoRetryOfARefusedBundle(t *testing.T) {
+	r := newRig(t)
+	b, _ := makeBundle(t, rel("0.2.0", 3, 2000), payload(7, 8*testChunk))
+	b[len(b)-1] ^= 1 // a flipped bit in the last chunk
+	srv := newBundleServer(t, b)
+	a, _ := r.run("A", withURL(srv), withWindow(night))
+	waitState(t, a, Failed)
+	waitFor(t, "the periodic check's timer", func() bool { return r.clk.pending() >= 1 })
+	n := len(srv.ranges)
+	r.clk.Add(4 * retryMin)
+	time.Sleep(200 * time.Millisecond)
+	if got, _ := srv.requests(); len(got) != n {
+		t.Fatalf("%d requests after the refusal; expected none (had %d)", len(got), n)
+	}
+}

@@ -33,7 +33,11 @@ var (
 // inactive slot and reads it back. explicit marks an operator's request:
 // it retries a bundle rejected earlier. reply, if set, is called once,
 // as soon as the header is judged: nil means the download started.
-func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func(error)) {
+//
+// It reports whether the failure is one to retry by itself: the network or
+// the server failed (the WAN is not up yet at boot, a link dropped
+// mid-download), not a bundle the device refuses.
+func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func(error)) (retry bool) {
 	replied := false
 	answer := func(err error) {
 		if reply != nil && !replied {
@@ -44,7 +48,7 @@ func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func
 	defer answer(nil)
 	if src == nil {
 		answer(errors.New("neither update.url nor update.repository is configured"))
-		return
+		return false
 	}
 	prev := a.stage()
 	a.set(func(s *Status) {
@@ -56,7 +60,7 @@ func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func
 	err := a.download(opCtx, src, explicit, answer)
 	switch {
 	case err == nil:
-		return
+		return false
 	case errors.Is(err, errUpToDate), errors.Is(err, errFailedBefore), errors.Is(err, errNotOffered):
 		a.log.Info("update check", "source", src, "result", err)
 		after := Idle
@@ -72,8 +76,27 @@ func (a *Agent) fetch(ctx context.Context, src source, explicit bool, reply func
 	default:
 		a.log.Warn("update failed", "source", src, "err", err)
 		a.settle(Failed, err)
+		retry = transient(err)
 	}
 	answer(err)
+	return retry
+}
+
+// transient tells a failure worth retrying (network, server, a link that
+// dropped mid-download: the position on /data resumes it) from a bundle
+// this device refuses, which only a new bundle or an operator changes.
+func transient(err error) bool {
+	var bad *badBundle
+	if errors.As(err, &bad) {
+		return false
+	}
+	for _, refused := range []error{bundle.ErrFormat, bundle.ErrSignature, bundle.ErrUnsigned, bundle.ErrUnknownKey,
+		bundle.ErrChunk, bundle.ErrPayload, bundle.ErrBoard, bundle.ErrSecurityVersion, bundle.ErrUnverified} {
+		if errors.Is(err, refused) {
+			return false
+		}
+	}
+	return true
 }
 
 // download is one check and, if the bundle is an update, the download.

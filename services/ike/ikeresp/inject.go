@@ -69,15 +69,11 @@ func (r *Responder) Inject(dgs ...[]byte) error {
 	if s == nil {
 		return ErrNoSA
 	}
-	c := r.ike
-	if s.natPort {
-		c = r.nat
-	}
 	for _, d := range dgs {
 		if s.natPort {
 			d = append([]byte{0, 0, 0, 0}, d...)
 		}
-		if _, err := c.WriteToUDPAddrPort(d, s.peer); err != nil {
+		if err := r.write(s.peer, s.natPort, d); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/pqbranch/pqbranch/services/ike/bindtest"
 	"github.com/pqbranch/pqbranch/services/ike/message"
 	"github.com/pqbranch/pqbranch/services/ike/sig"
 )
@@ -154,10 +155,12 @@ type Stats struct {
 	PeerAuthScheme sig.Scheme
 }
 
-// Responder serves IKE on two loopback UDP sockets.
+// Responder serves IKE on two loopback UDP sockets, or on the Peer end of
+// an in-memory link (NewMemory).
 type Responder struct {
 	cfg       Config
-	ike, nat  *net.UDPConn
+	ike, nat  *net.UDPConn   // nil over memory
+	mem       *bindtest.Peer // nil over sockets
 	cookieKey []byte
 
 	mu    sync.Mutex
@@ -181,19 +184,51 @@ func New(cfg Config) (*Responder, error) {
 		ike.Close()
 		return nil, err
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	r := &Responder{cfg: cfg, ike: ike, nat: nat, cookieKey: key, sas: map[uint64]*sa{}, inits: map[uint64]*sa{}}
-	r.stats.ChildKeys = map[uint32][]byte{}
+	r := newResponder(cfg)
+	r.ike, r.nat = ike, nat
 	return r, nil
 }
 
+// NewMemory is a responder at the Peer end of an in-memory link, at the
+// link's Remote and RemoteNAT addresses; the initiator uses the link's Bind.
+func NewMemory(cfg Config, peer *bindtest.Peer) *Responder {
+	if len(cfg.KE) == 0 {
+		cfg.KE = []uint16{message.KE_X25519}
+	}
+	r := newResponder(cfg)
+	r.mem = peer
+	return r
+}
+
+func newResponder(cfg Config) *Responder {
+	key := make([]byte, 32)
+	rand.Read(key)
+	r := &Responder{cfg: cfg, cookieKey: key, sas: map[uint64]*sa{}, inits: map[uint64]*sa{}}
+	r.stats.ChildKeys = map[uint32][]byte{}
+	return r
+}
+
 // Addr is the IKE port's address; NATPort the NAT-T port.
-func (r *Responder) Addr() netip.AddrPort { return r.ike.LocalAddr().(*net.UDPAddr).AddrPort() }
-func (r *Responder) NATPort() uint16      { return r.nat.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
+func (r *Responder) Addr() netip.AddrPort {
+	if r.mem != nil {
+		return r.mem.Addrs().Remote
+	}
+	return r.ike.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func (r *Responder) NATPort() uint16 {
+	if r.mem != nil {
+		return r.mem.Addrs().RemoteNAT.Port()
+	}
+	return r.nat.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+}
 
 // Serve answers until ctx ends, then closes the sockets.
 func (r *Responder) Serve(ctx context.Context) {
+	if r.mem != nil {
+		r.serveMemory(ctx)
+		return
+	}
 	r.wg.Add(2)
 	go r.read(r.ike, false)
 	go r.read(r.nat, true)
@@ -257,40 +292,70 @@ func (r *Responder) read(c *net.UDPConn, natPort bool) {
 			}
 			continue
 		}
-		b := buf[:n]
-		if natPort {
-			if n < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
-				continue
-			}
-			b = b[4:]
-		}
-		r.mu.Lock()
-		if natPort {
-			r.stats.NATPortUsed = true
-		}
-		r.handle(append([]byte(nil), b...), from, natPort)
-		r.mu.Unlock()
+		r.receive(append([]byte(nil), buf[:n]...), from, natPort)
 	}
 }
 
-func (r *Responder) send(to netip.AddrPort, natPort bool, dgs [][]byte) {
+// serveMemory answers what the initiator sends over the in-memory link
+// until ctx ends or the initiator closes its end.
+func (r *Responder) serveMemory(ctx context.Context) {
+	a := r.mem.Addrs()
+	for {
+		d, err := r.mem.Recv(ctx)
+		if err != nil {
+			return
+		}
+		from := a.Local
+		if d.NATPort {
+			from = a.LocalNAT
+		}
+		r.receive(d.B, from, d.NATPort)
+	}
+}
+
+// receive handles one datagram as it arrived on a port.
+func (r *Responder) receive(b []byte, from netip.AddrPort, natPort bool) {
+	if natPort {
+		if len(b) < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
+			return
+		}
+		b = b[4:]
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if natPort {
+		r.stats.NATPortUsed = true
+	}
+	r.handle(b, from, natPort)
+}
+
+// write sends one datagram from the IKE or NAT-T port, as is.
+func (r *Responder) write(to netip.AddrPort, natPort bool, d []byte) error {
+	if r.mem != nil {
+		return r.mem.Send(natPort, d)
+	}
 	c := r.ike
 	if natPort {
 		c = r.nat
 	}
+	_, err := c.WriteToUDPAddrPort(d, to)
+	return err
+}
+
+func (r *Responder) send(to netip.AddrPort, natPort bool, dgs [][]byte) {
 	times := 1 + r.cfg.Hostile.Flood
 	for range times {
 		if r.cfg.Hostile.Garbage {
-			c.WriteToUDPAddrPort([]byte("\x00\x00\x00\x00garbage that is not IKE"), to)
+			r.write(to, natPort, []byte("\x00\x00\x00\x00garbage that is not IKE"))
 			junk := make([]byte, 60)
 			rand.Read(junk)
-			c.WriteToUDPAddrPort(junk, to)
+			r.write(to, natPort, junk)
 		}
 		for _, d := range dgs {
 			if natPort {
 				d = append([]byte{0, 0, 0, 0}, d...)
 			}
-			c.WriteToUDPAddrPort(d, to)
+			r.write(to, natPort, d)
 		}
 	}
 }
