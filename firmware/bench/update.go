@@ -70,7 +70,7 @@ func measureStaging(ctx context.Context, bundlePath, disk string, keys hybrid.Ke
 
 	// The agent, from the bundle file to a slot file.
 	running.Version += "-bench-running" // the bundle is not the running build
-	running.Epoch = 0
+	running.Epoch, running.BuildID = 0, ""
 	ag, err := agent.New(agent.Options{
 		DataDir: filepath.Join(dir, "state"), Running: running, Slot: "A",
 		Disk: benchSlots{dir: dir, size: int64(images.SlotMiB * images.MiB)}, Boot: nopBoot{}, Keys: keys,

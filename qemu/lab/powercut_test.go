@@ -127,7 +127,11 @@ func TestUpdatePowerCuts(t *testing.T) {
 			if err == nil && r.Update.State == agent.Staged {
 				console(t, l, "update apply-now")
 			}
-			if err == nil && r.Version == target.Version && r.Slot == other && r.Update.State == agent.Committed {
+			// Committed: the box runs the target from the other slot and
+			// the last result says so (the state itself may already be
+			// idle again: a cut after the commit starts a fresh agent).
+			if err == nil && r.Version == target.Version && r.Slot == other && r.Update.Last != nil &&
+				r.Update.Last.Result == agent.OutcomeCommitted && r.Update.Last.To == target.Version {
 				break
 			}
 			if time.Now().After(deadline) {
