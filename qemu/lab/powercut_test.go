@@ -162,17 +162,21 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 	switch p {
 	case cutDownload:
 		pct := 5 + rng.Float64()*75
+		nudge := nudger(t, l)
 		r := waitUpdate(ctx, t, l, "download", 8*time.Minute, func(u status.UpdateStatus) bool {
+			nudge(u)
 			return u.State == agent.Downloading && u.Percent >= pct
 		})
 		return fmt.Sprintf("at %.0f%% of the download", r.Update.Percent)
 	case cutVerify:
+		nudge := nudger(t, l)
 		waitUpdate(ctx, t, l, "read-back", 8*time.Minute, func(u status.UpdateStatus) bool {
+			nudge(u)
 			return u.State == agent.Verifying || u.State == agent.Staged
 		})
 		return "during the read-back"
 	case cutSwitch:
-		waitUpdate(ctx, t, l, "staging", 8*time.Minute, func(u status.UpdateStatus) bool { return u.State == agent.Staged })
+		waitUpdate(ctx, t, l, "staging", 8*time.Minute, staged(nudger(t, l)))
 		mark := l.VM.Mark()
 		console(t, l, "update apply-now")
 		if _, err := l.VM.WaitLineAfter(ctx, mark, regexp.MustCompile(`update: rebooting`)); err != nil {
@@ -184,7 +188,7 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 	case cutFirstBoot:
 		if !inTrial {
 			mark := l.VM.Mark()
-			waitUpdate(ctx, t, l, "staging", 8*time.Minute, func(u status.UpdateStatus) bool { return u.State == agent.Staged })
+			waitUpdate(ctx, t, l, "staging", 8*time.Minute, staged(nudger(t, l)))
 			console(t, l, "update apply-now")
 			if _, err := l.VM.WaitLineAfter(ctx, mark, regexp.MustCompile(`^pqbranch \S+ board=qemu-x86_64 slot=[AB]$`)); err != nil {
 				t.Fatalf("no trial boot: %v", err)
@@ -196,4 +200,25 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 	}
 	t.Fatalf("unknown phase %d", p)
 	return ""
+}
+
+// nudger returns a check that types `update check` again, at most every
+// 30 s, while the box is idle or failed: a command typed while the console
+// shell was still busy with the last one, or just before a cut, is lost.
+func nudger(t *testing.T, l *Lab) func(status.UpdateStatus) {
+	var last time.Time
+	return func(u status.UpdateStatus) {
+		if (u.State == agent.Idle || u.State == agent.Failed || u.State == agent.Committed) && time.Since(last) > 30*time.Second {
+			last = time.Now()
+			console(t, l, "update check")
+		}
+	}
+}
+
+// staged accepts a staged update, nudging the box meanwhile.
+func staged(nudge func(status.UpdateStatus)) func(status.UpdateStatus) bool {
+	return func(u status.UpdateStatus) bool {
+		nudge(u)
+		return u.State == agent.Staged
+	}
 }
