@@ -206,7 +206,7 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 // 30 s, while the box is idle or failed: a command typed while the console
 // shell was still busy with the last one, or just before a cut, is lost.
 func nudger(t *testing.T, l *Lab) func(status.UpdateStatus) {
-	var last time.Time
+	last := time.Now() // the caller has just typed one
 	return func(u status.UpdateStatus) {
 		if (u.State == agent.Idle || u.State == agent.Failed || u.State == agent.Committed) && time.Since(last) > 30*time.Second {
 			last = time.Now()
