@@ -19,15 +19,6 @@ import (
 	"github.com/pqbranch/pqbranch/qemu"
 )
 
-// Row is one line of the table.
-type Row struct {
-	Metric   string
-	Value    float64
-	Unit     string
-	Baseline string
-	Base     float64 // 0 when there is no baseline
-}
-
 // Options select the board and where the caches are.
 type Options struct {
 	Board    string
@@ -38,14 +29,15 @@ type Options struct {
 	Only string
 }
 
-// Run measures everything and returns the table rows.
+// Run measures every figure and returns the table's rows. A figure that
+// fails or runs out of time is a failed row, and the other rows are still
+// measured: Failures(rows) says whether any failed. Run's error is for a
+// run that cannot start (unknown board, no image built).
 func Run(ctx context.Context, o Options) ([]Row, error) {
-	var rows []Row
 	b, err := boards.Load(o.Board)
 	if err != nil {
 		return nil, err
 	}
-
 	// Sizes and boots use the image `make image` built from this tree (the
 	// bench target depends on it), not the benchmark's edited clone.
 	dir := filepath.Join(o.RepoDir, "out", b.Name)
@@ -53,86 +45,111 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w: run make image first", err)
 	}
+	steps, err := plan(o, b, dir, m)
+	if err != nil {
+		return nil, err
+	}
+	return runner{progress: o.Progress, grace: time.Minute}.run(ctx, steps), nil
+}
+
+// plan lists the steps of a run, each with the rows it fills and a
+// deadline well above what it takes on a busy machine under TCG.
+func plan(o Options, b *boards.Board, dir string, m *firmware.Manifest) ([]step, error) {
+	update := updateSteps(o, b, dir, m)
 	switch o.Only {
 	case "":
 	case "update":
-		return updateRows(ctx, o, b, dir, m)
+		return update, nil
 	default:
 		return nil, fmt.Errorf("bench: -only %q: expected \"update\"", o.Only)
 	}
-	clean, rebuild, err := buildTimes(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	rows = append(rows,
-		Row{Metric: "clean build (empty Go and u-root caches)", Value: clean.Seconds(), Unit: "s", Baseline: "gokrazy, measured elsewhere", Base: 58},
-		Row{Metric: "rebuild after one command changed", Value: rebuild.Seconds(), Unit: "s", Baseline: "gokrazy, measured elsewhere", Base: 3.9},
-	)
-
-	coreSize, coreRaw, err := coreInitramfs(o)
-	if err != nil {
-		return nil, err
-	}
-	rows = append(rows,
-		Row{Metric: "initramfs, compressed (" + m.Initramfs.Compression + ")", Value: mib(m.Initramfs.Size), Unit: "MiB", Baseline: "u-root core set, compressed the same way", Base: mib(coreSize)},
-		Row{Metric: "initramfs, uncompressed", Value: mib(m.Initramfs.RawSize), Unit: "MiB", Baseline: "u-root core set, uncompressed", Base: mib(coreRaw)},
-	)
-	rows = append(rows,
-		Row{Metric: "disk image, qcow2 (what is stored)", Value: mib(m.Artifacts["disk.qcow2"].Size), Unit: "MiB", Baseline: "gokrazy image, measured elsewhere", Base: 51},
-		Row{Metric: "disk image, raw (both slots and data)", Value: mib(m.Artifacts["disk.img"].Size), Unit: "MiB"},
-		Row{Metric: "unified kernel image (one slot)", Value: mib(m.Artifacts["pqbranch.efi"].Size), Unit: "MiB"},
-	)
-
-	floor, err := floorBoot(ctx, o, b)
-	if err != nil {
-		return nil, err
-	}
-	banner, accel, err := bannerBoot(ctx, b, filepath.Join(dir, "disk.img"))
-	if err != nil {
-		return nil, err
-	}
-	rows = append(rows, Row{Metric: "boot to banner under " + accel + " (OVMF, empty NVRAM)", Value: banner.Seconds(), Unit: "s",
-		Baseline: "floor: same kernel, init that powers off at once", Base: floor.Seconds()})
-
-	f, err := measureTunnel(ctx, b, filepath.Join(dir, "disk.img"), o.Progress)
-	if err != nil {
-		return nil, err
-	}
-	rows = append(rows,
-		Row{Metric: "boot to tunnel established under " + f.Accel + " (X25519+ML-KEM)", Value: f.Up.Seconds(), Unit: "s",
-			Baseline: "floor: same kernel, init that powers off at once", Base: floor.Seconds()},
-		Row{Metric: "TCP LAN -> dc through the tunnel (10 MiB, median)", Value: f.Tunnel, Unit: "Mbit/s",
-			Baseline: "same VM and path routed in clear (no tunnel)", Base: f.Clear})
-
-	up, err := updateRows(ctx, o, b, dir, m)
-	if err != nil {
-		return nil, err
-	}
-	return append(rows, up...), nil
+	disk := filepath.Join(dir, "disk.img")
+	const gokrazy = "gokrazy, measured elsewhere"
+	const floorBase = "floor: same kernel, init that powers off at once"
+	steps := []step{{
+		name: "build times", limit: 45 * time.Minute,
+		rows: []Row{
+			{Metric: "clean build (empty Go and u-root caches)", Unit: "s", Baseline: gokrazy, Base: measured(58)},
+			{Metric: "rebuild after one command changed", Unit: "s", Baseline: gokrazy, Base: measured(3.9)},
+		},
+		measure: func(ctx context.Context, rows []Row) error { return buildTimes(ctx, o, &rows[0].Value, &rows[1].Value) },
+	}, {
+		name: "u-root core initramfs", limit: 20 * time.Minute,
+		rows: []Row{
+			{Metric: "initramfs, compressed (" + m.Initramfs.Compression + ")", Unit: "MiB", Value: measured(mib(m.Initramfs.Size)),
+				Baseline: "u-root core set, compressed the same way"},
+			{Metric: "initramfs, uncompressed", Unit: "MiB", Value: measured(mib(m.Initramfs.RawSize)), Baseline: "u-root core set, uncompressed"},
+		},
+		measure: func(_ context.Context, rows []Row) error {
+			compressed, raw, err := coreInitramfs(o)
+			if err != nil {
+				return err
+			}
+			rows[0].Base, rows[1].Base = measured(mib(compressed)), measured(mib(raw))
+			return nil
+		},
+	}, {
+		name: "image sizes",
+		rows: []Row{
+			{Metric: "disk image, qcow2 (what is stored)", Unit: "MiB", Value: measured(mib(m.Artifacts["disk.qcow2"].Size)),
+				Baseline: "gokrazy image, measured elsewhere", Base: measured(51)},
+			{Metric: "disk image, raw (both slots and data)", Unit: "MiB", Value: measured(mib(m.Artifacts["disk.img"].Size))},
+			{Metric: "unified kernel image (one slot)", Unit: "MiB", Value: measured(mib(m.Artifacts["pqbranch.efi"].Size))},
+		},
+	}, {
+		// One step: the floor is the baseline of both boots. Each boot and
+		// each transfer inside has its own deadline; this one is the
+		// backstop.
+		name: "boots and tunnel throughput", limit: 60 * time.Minute,
+		rows: []Row{
+			{Metric: "boot to banner under QEMU (OVMF, empty NVRAM)", Unit: "s", Baseline: floorBase},
+			{Metric: "boot to tunnel established under QEMU (X25519+ML-KEM)", Unit: "s", Baseline: floorBase},
+			{Metric: fmt.Sprintf("TCP LAN -> dc through the tunnel (%d MiB, median)", throughputBytes>>20), Unit: "Mbit/s",
+				Baseline: "same VM and path routed in clear (no tunnel)"},
+		},
+		measure: func(ctx context.Context, rows []Row) error {
+			d, err := floorBoot(ctx, o, b)
+			floor := figure(d.Seconds(), wrap("floor", err))
+			rows[0].Base, rows[1].Base = floor, floor
+			d, accel, err := bannerBoot(ctx, b, disk)
+			rows[0].Value = figure(d.Seconds(), err)
+			if accel != "" {
+				rows[0].Metric = "boot to banner under " + accel + " (OVMF, empty NVRAM)"
+			}
+			f, err := measureTunnel(ctx, b, disk, o.Progress)
+			if f.Accel != "" {
+				rows[1].Metric = "boot to tunnel established under " + f.Accel + " (X25519+ML-KEM)"
+			}
+			rows[1].Value, rows[2].Value, rows[2].Base = f.Up, f.Tunnel, f.Clear
+			return wrap("lab", err)
+		},
+	}}
+	return append(steps, update...), nil
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // buildTimes builds a fresh clone of the committed tree with empty Go and
 // u-root caches (the kernel package stays cached: downloading is not
-// building), then changes one appliance command and builds again.
-func buildTimes(ctx context.Context, o Options) (clean, rebuild time.Duration, err error) {
+// building), then changes one appliance command and builds again. It sets
+// each figure as it is measured.
+func buildTimes(ctx context.Context, o Options, clean, rebuild *Figure) error {
 	tmp, err := os.MkdirTemp("", "pqb-bench-")
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	src := filepath.Join(tmp, "src")
 	if out, err := exec.CommandContext(ctx, "git", "clone", "-q", o.RepoDir, src).CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("git clone: %w: %s", err, out)
+		return fmt.Errorf("git clone: %w: %s", err, out)
 	}
 	cache := filepath.Join(tmp, "cache")
 	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return 0, 0, err
+		return err
 	}
 	for _, d := range []string{"deb", "root"} {
 		if err := os.Symlink(filepath.Join(o.CacheDir, d), filepath.Join(cache, d)); err != nil {
-			return 0, 0, err
+			return err
 		}
 	}
 	os.Setenv("GOCACHE", filepath.Join(tmp, "gocache"))
@@ -144,23 +161,21 @@ func buildTimes(ctx context.Context, o Options) (clean, rebuild time.Duration, e
 	fmt.Fprintln(o.Progress, "bench: clean build")
 	start := time.Now()
 	if _, err := firmware.Build(ctx, opts); err != nil {
-		return 0, 0, err
+		return fmt.Errorf("clean build: %w", err)
 	}
-	clean = time.Since(start)
+	*clean = measured(time.Since(start).Seconds())
 
 	fmt.Fprintln(o.Progress, "bench: rebuild after changing one command")
 	edit := filepath.Join(src, "services", "status", "bench_edit.go")
 	if err := os.WriteFile(edit, []byte("package status\n\n// benchEdit changes the status command for the rebuild benchmark.\nconst benchEdit = \"edited\"\n"), 0o644); err != nil {
-		return 0, 0, err
+		return err
 	}
 	start = time.Now()
-	_, err = firmware.Build(ctx, opts)
-	if err != nil {
-		return 0, 0, err
+	if _, err := firmware.Build(ctx, opts); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
 	}
-	rebuild = time.Since(start)
-	os.Remove(edit)
-	return clean, rebuild, nil
+	*rebuild = measured(time.Since(start).Seconds())
+	return nil
 }
 
 // coreInitramfs builds u-root's own core set with mkuimage and compresses it
@@ -188,29 +203,7 @@ func bannerBoot(ctx context.Context, b *boards.Board, img string) (time.Duration
 	}
 	defer vm.Stop()
 	if _, err := vm.WaitLine(ctx, regexp.MustCompile(`^pqbranch .* slot=`)); err != nil {
-		return 0, "", err
+		return 0, vm.Accel, fmt.Errorf("banner: %w", err)
 	}
 	return time.Since(vm.Started), vm.Accel, nil
-}
-
-// Format writes the rows as a table.
-func Format(w io.Writer, rows []Row) {
-	fmt.Fprintf(w, "| %-52s | %12s | %-50s | %12s | %7s |\n", "metric", "pqbranch", "baseline", "baseline", "ratio")
-	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|\n", dashes(54), dashes(14), dashes(52), dashes(14), dashes(9))
-	for _, r := range rows {
-		base, ratio := "", ""
-		if r.Base > 0 {
-			base = fmt.Sprintf("%.1f %s", r.Base, r.Unit)
-			ratio = fmt.Sprintf("%.2f", r.Value/r.Base)
-		}
-		fmt.Fprintf(w, "| %-52s | %12s | %-50s | %12s | %7s |\n", r.Metric, fmt.Sprintf("%.1f %s", r.Value, r.Unit), r.Baseline, base, ratio)
-	}
-}
-
-func dashes(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = '-'
-	}
-	return string(b)
 }

@@ -24,51 +24,37 @@ import (
 	"github.com/pqbranch/pqbranch/update/slots"
 )
 
-// updateFigures are the update rows of the table.
-type updateFigures struct {
-	VerifyWrite, RawWrite time.Duration // staging the bundle vs copying its payload
-	PeakHeap              int64         // the agent's peak heap growth while staging
-	Downtime, Reboot      time.Duration // reboot request to tunnel up: into the update, plain
-	Accel                 string
-}
-
-// measureStaging stages the bundle with the real agent into a slot file,
-// next to a raw write of the same payload bytes to another slot file with
-// one fdatasync: the cost of verifying every chunk, the per-position syncs
-// and the read-back.
-func measureStaging(ctx context.Context, bundlePath, disk string, keys hybrid.Keyring, running release.Release) (f updateFigures, err error) {
-	dir, err := os.MkdirTemp("", "pqb-bench-update-")
-	if err != nil {
-		return f, err
-	}
-	defer os.RemoveAll(dir)
-
-	// The floor: the payload's bytes, already in memory, to a slot.
+// rawSlotWrite is the staging floor: the payload's bytes, already in
+// memory, to a slot file in dir with one fdatasync.
+func rawSlotWrite(dir, disk string) (time.Duration, error) {
 	src, err := os.Open(disk)
 	if err != nil {
-		return f, err
+		return 0, err
 	}
 	defer src.Close()
 	payload, err := io.ReadAll(images.SlotReader(src))
 	if err != nil {
-		return f, err
+		return 0, err
 	}
 	start := time.Now()
 	raw, err := slots.CreateFile(filepath.Join(dir, "raw-slot"), int64(len(payload)))
 	if err != nil {
-		return f, err
+		return 0, err
 	}
+	defer raw.Close()
 	if _, err := raw.WriteAt(payload, 0); err != nil {
-		return f, err
+		return 0, err
 	}
 	if err := raw.Sync(); err != nil {
-		return f, err
+		return 0, err
 	}
-	raw.Close()
-	f.RawWrite = time.Since(start)
-	payload = nil
+	return time.Since(start), nil
+}
 
-	// The agent, from the bundle file to a slot file.
+// agentStaging stages the bundle with the real agent into a slot file in
+// dir: the cost of verifying every chunk, the per-position syncs and the
+// read-back. It returns the time and the agent's peak heap growth.
+func agentStaging(ctx context.Context, dir, bundlePath string, keys hybrid.Keyring, running release.Release) (time.Duration, int64, error) {
 	running.Version += "-bench-running" // the bundle is not the running build
 	running.Epoch, running.BuildID = 0, ""
 	ag, err := agent.New(agent.Options{
@@ -78,10 +64,10 @@ func measureStaging(ctx context.Context, bundlePath, disk string, keys hybrid.Ke
 		Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		return f, err
+		return 0, 0, err
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
-		return f, err
+		return 0, 0, err
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -103,21 +89,24 @@ func measureStaging(ctx context.Context, bundlePath, disk string, keys hybrid.Ke
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	start = time.Now()
+	start := time.Now()
 	if err := ag.Do(ctx, agent.Request{Cmd: agent.CmdInstall, Path: bundlePath}); err != nil {
-		return f, fmt.Errorf("bench: install: %w", err)
+		return 0, 0, fmt.Errorf("install: %w", err)
 	}
 	for st := ag.Status(); st.State != agent.Staged; st = ag.Status() {
 		if st.State == agent.Failed {
-			return f, fmt.Errorf("bench: staging failed: %s", st.Reason)
+			return 0, 0, fmt.Errorf("staging failed: %s", st.Reason)
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return 0, 0, fmt.Errorf("staging: still %s: %w", st.State, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
-	f.VerifyWrite = time.Since(start)
+	took := time.Since(start)
 	stop()
 	<-sampling
-	f.PeakHeap = int64(peak.Load()) - int64(base.HeapInuse)
-	return f, nil
+	return took, int64(peak.Load()) - int64(base.HeapInuse), nil
 }
 
 // benchSlots gives the agent plain files as slots.
@@ -138,13 +127,19 @@ func (nopBoot) SetNext(string) error               { return errors.New("bench: n
 func (nopBoot) ClearNext() error                   { return nil }
 func (nopBoot) Commit(string) error                { return errors.New("bench: no commit") }
 
+// downtimeFigures are the reboot request to tunnel up times, s.
+type downtimeFigures struct {
+	Accel            string
+	Downtime, Reboot Figure // into the update, plain
+}
+
 // measureDowntime boots the image in the lab and times, from the reboot
-// request to the tunnel being up again: a plain reboot, then the reboot
-// into the update (bundle, another release), which boots the other slot on
-// trial.
-func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath string, progress io.Writer) (f updateFigures, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 25*time.Minute)
-	defer cancel()
+// request to the tunnel being up again: a plain reboot, then, when there
+// is a bundle, the reboot into the update (another release), which boots
+// the other slot on trial. ctx bounds the lab's life; every wait inside
+// has its own deadline. An error is for the figures not set.
+func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath string, progress io.Writer) (downtimeFigures, error) {
+	var f downtimeFigures
 	state, err := os.MkdirTemp("", "pqb-bench-box-")
 	if err != nil {
 		return f, err
@@ -154,25 +149,29 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	if err != nil {
 		return f, err
 	}
-	defer func() {
-		if cerr := l.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("bench: lab teardown: %w", cerr)
-		}
-	}()
+	defer closeLab(l, progress)
 	f.Accel = l.VM.Accel
 	up := regexp.MustCompile(`tunnel established`)
 	wait := func(mark int, re *regexp.Regexp, what string) error {
 		wctx, wcancel := context.WithTimeout(ctx, 8*time.Minute)
 		defer wcancel()
 		if _, err := l.VM.WaitLineAfter(wctx, mark, re); err != nil {
-			return fmt.Errorf("bench: %s: %w", what, err)
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	established := func(what string) error {
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer wcancel()
+		if _, err := l.WaitStatus(wctx, lab.Established); err != nil {
+			return fmt.Errorf("%s: status: %w", what, err)
 		}
 		return nil
 	}
 	if err := wait(0, up, "first tunnel"); err != nil {
 		return f, err
 	}
-	if _, err := l.WaitStatus(ctx, lab.Established); err != nil {
+	if err := established("first tunnel"); err != nil {
 		return f, err
 	}
 
@@ -185,8 +184,11 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	if err := wait(mark, up, "tunnel after a reboot"); err != nil {
 		return f, err
 	}
-	f.Reboot = time.Since(start)
-	if _, err := l.WaitStatus(ctx, lab.Established); err != nil {
+	f.Reboot = measured(time.Since(start).Seconds())
+	if bundlePath == "" {
+		return f, nil
+	}
+	if err := established("tunnel after a reboot"); err != nil {
 		return f, err
 	}
 
@@ -201,7 +203,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	_, err = l.WaitStatus(stCtx, func(r *status.Report) bool { return r.Update.State == agent.Staged })
 	stCancel()
 	if err != nil {
-		return f, fmt.Errorf("bench: staging the update: %w", err)
+		return f, fmt.Errorf("staging the update: %w", err)
 	}
 	mark = l.VM.Mark()
 	if err := l.VM.Send("update apply-now\r"); err != nil {
@@ -214,42 +216,71 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	if err := wait(mark, up, "tunnel on the new slot"); err != nil {
 		return f, err
 	}
-	f.Downtime = time.Since(start)
+	f.Downtime = measured(time.Since(start).Seconds())
 	return f, nil
 }
 
-// updateRows measures the update figures: staging against a raw write,
+// updateSteps measure the update figures: staging against a raw write,
 // the agent's memory, and the downtime of an update against a plain
 // reboot. The update needs a second release: it is built from this tree
 // under another version.
-func updateRows(ctx context.Context, o Options, b *boards.Board, dir string, m *firmware.Manifest) ([]Row, error) {
-	keys, err := hybrid.ReadKeyring(filepath.Join(dir, firmware.KeysName))
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	s, err := measureStaging(ctx, filepath.Join(dir, firmware.BundleName), filepath.Join(dir, "disk.img"), keys, m.Release)
-	if err != nil {
-		return nil, err
-	}
-	out, err := os.MkdirTemp("", "pqb-bench-release-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(out)
-	fmt.Fprintln(o.Progress, "bench: building a second release for the update")
-	if _, err := firmware.Build(ctx, firmware.Options{Board: b.Name, RepoDir: o.RepoDir, OutDir: out, CacheDir: o.CacheDir,
-		Version: m.Release.Version + "-next", Epoch: m.Release.Epoch + 1}); err != nil {
-		return nil, err
-	}
-	d, err := measureDowntime(ctx, b, filepath.Join(dir, "disk.img"), filepath.Join(out, b.Name, firmware.BundleName), o.Progress)
-	if err != nil {
-		return nil, err
-	}
-	return []Row{
-		{Metric: fmt.Sprintf("stage a bundle: verify every chunk, write, read back (%d MiB slot)", images.SlotMiB), Value: s.VerifyWrite.Seconds(), Unit: "s",
-			Baseline: "raw write of the same bytes to a slot file, one fdatasync", Base: s.RawWrite.Seconds()},
-		{Metric: "update agent's peak heap growth while staging", Value: mib(s.PeakHeap), Unit: "MiB"},
-		{Metric: "update downtime: reboot request to tunnel up on the new slot under " + d.Accel, Value: d.Downtime.Seconds(), Unit: "s",
-			Baseline: "plain reboot of the same image to tunnel up", Base: d.Reboot.Seconds()},
-	}, nil
+func updateSteps(o Options, b *boards.Board, dir string, m *firmware.Manifest) []step {
+	disk := filepath.Join(dir, "disk.img")
+	return []step{{
+		name: "staging a bundle", limit: 15 * time.Minute,
+		rows: []Row{
+			{Metric: fmt.Sprintf("stage a bundle: verify every chunk, write, read back (%d MiB slot)", images.SlotMiB), Unit: "s",
+				Baseline: "raw write of the same bytes to a slot file, one fdatasync"},
+			{Metric: "update agent's peak heap growth while staging", Unit: "MiB"},
+		},
+		measure: func(ctx context.Context, rows []Row) error {
+			tmp, err := os.MkdirTemp("", "pqb-bench-update-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			raw, err := rawSlotWrite(tmp, disk)
+			rows[0].Base = figure(raw.Seconds(), err)
+			keys, err := hybrid.ReadKeyring(filepath.Join(dir, firmware.KeysName))
+			if err != nil {
+				return err
+			}
+			took, heap, err := agentStaging(ctx, tmp, filepath.Join(dir, firmware.BundleName), keys, m.Release)
+			if err != nil {
+				return err
+			}
+			rows[0].Value, rows[1].Value = measured(took.Seconds()), measured(mib(heap))
+			return nil
+		},
+	}, {
+		// The lab's waits have their own deadlines; this one is the
+		// backstop over the second build and the lab.
+		name: "update downtime", limit: 60 * time.Minute,
+		rows: []Row{{Metric: "update downtime: reboot request to tunnel up on the new slot under QEMU", Unit: "s",
+			Baseline: "plain reboot of the same image to tunnel up"}},
+		measure: func(ctx context.Context, rows []Row) error {
+			out, err := os.MkdirTemp("", "pqb-bench-release-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(out)
+			fmt.Fprintln(o.Progress, "bench: building a second release for the update")
+			bundle := filepath.Join(out, b.Name, firmware.BundleName)
+			if _, err := firmware.Build(ctx, firmware.Options{Board: b.Name, RepoDir: o.RepoDir, OutDir: out, CacheDir: o.CacheDir,
+				Version: m.Release.Version + "-next", Epoch: m.Release.Epoch + 1}); err != nil {
+				// The plain reboot, the baseline, needs no second release.
+				rows[0].Value = figure(0, fmt.Errorf("second release: %w", err))
+				bundle = ""
+			}
+			d, err := measureDowntime(ctx, b, disk, bundle, o.Progress)
+			if d.Accel != "" {
+				rows[0].Metric = "update downtime: reboot request to tunnel up on the new slot under " + d.Accel
+			}
+			rows[0].Base = d.Reboot
+			if bundle != "" {
+				rows[0].Value = d.Downtime
+			}
+			return err
+		},
+	}}
 }

@@ -207,7 +207,12 @@ func (m *Manager) slotByGUID(g [16]byte) string {
 	return ""
 }
 
+// load checks the Manager, then reads the boot state: every reader of
+// NVRAM starts with both.
 func (m *Manager) load() (*nvram, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
 	nv := &nvram{entries: map[uint16]bootEntry{}}
 	names, err := m.Vars.Names()
 	if err != nil {
@@ -506,9 +511,6 @@ func (m *Manager) writeEntry(p pick, want LoadOption) error {
 // the first of ours in BootOrder; when BootOrder lists neither, it is
 // Booted, or BootCurrent's slot. It returns slot → entry number.
 func (m *Manager) Ensure() (map[string]uint16, error) {
-	if err := m.check(); err != nil {
-		return nil, err
-	}
 	nv, err := m.load()
 	if err != nil {
 		return nil, err
@@ -544,9 +546,6 @@ func (m *Manager) booted(nv *nvram) (string, error) {
 // disk, or another disk). Any entry whose Hard Drive node names a slot's
 // partition counts, whatever file it loads.
 func (m *Manager) Current() (string, error) {
-	if err := m.check(); err != nil {
-		return "", err
-	}
 	nv, err := m.load()
 	if err != nil {
 		return "", err
@@ -580,9 +579,6 @@ func (m *Manager) current(nv *nvram) (string, error) {
 
 // Order returns our slots in BootOrder's order.
 func (m *Manager) Order() ([]string, error) {
-	if err := m.check(); err != nil {
-		return nil, err
-	}
 	nv, err := m.load()
 	if err != nil {
 		return nil, err
@@ -601,9 +597,6 @@ func (m *Manager) Order() ([]string, error) {
 // Next returns the slot BootNext arms for the next boot: "" when BootNext
 // is unset, "other" when it names an entry that is none of our slots.
 func (m *Manager) Next() (string, error) {
-	if err := m.check(); err != nil {
-		return "", err
-	}
 	nv, err := m.load()
 	if err != nil {
 		return "", err

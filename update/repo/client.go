@@ -255,23 +255,12 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 }
 
 func (c *Client) verifyTimestamp(name string, raw []byte) (*Timestamp, error) {
-	v, err := c.verified(name, raw, RoleTimestamp, func(signed []byte) (any, error) {
-		var ts Timestamp
-		if err := decodeStrict(name+" (signed)", signed, &ts); err != nil {
-			return nil, err
-		}
-		if err := checkCommon(name, ts.Common, RoleTimestamp); err != nil {
-			return nil, err
-		}
+	return verifiedAs(c, name, raw, RoleTimestamp, func(ts *Timestamp) error {
 		if _, ok := ts.Meta["snapshot.json"]; !ok || len(ts.Meta) != 1 {
-			return nil, fmt.Errorf("%s: field \"signed.meta\": %w: expected exactly \"snapshot.json\"", name, ErrFormat)
+			return fmt.Errorf("%s: field \"signed.meta\": %w: expected exactly \"snapshot.json\"", name, ErrFormat)
 		}
-		return &ts, nil
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*Timestamp), nil
 }
 
 func (c *Client) updateSnapshot(ctx context.Context) error {
@@ -319,23 +308,12 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 }
 
 func (c *Client) verifySnapshot(name string, raw []byte) (*Snapshot, error) {
-	v, err := c.verified(name, raw, RoleSnapshot, func(signed []byte) (any, error) {
-		var s Snapshot
-		if err := decodeStrict(name+" (signed)", signed, &s); err != nil {
-			return nil, err
-		}
-		if err := checkCommon(name, s.Common, RoleSnapshot); err != nil {
-			return nil, err
-		}
+	return verifiedAs(c, name, raw, RoleSnapshot, func(s *Snapshot) error {
 		if _, ok := s.Meta["targets.json"]; !ok {
-			return nil, fmt.Errorf("%s: field \"signed.meta\": %w: \"targets.json\" missing", name, ErrFormat)
+			return fmt.Errorf("%s: field \"signed.meta\": %w: \"targets.json\" missing", name, ErrFormat)
 		}
-		return &s, nil
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*Snapshot), nil
 }
 
 func (c *Client) updateTargets(ctx context.Context) error {
@@ -372,28 +350,17 @@ func (c *Client) updateTargets(ctx context.Context) error {
 }
 
 func (c *Client) verifyTargets(name string, raw []byte) (*Targets, error) {
-	v, err := c.verified(name, raw, RoleTargets, func(signed []byte) (any, error) {
-		var t Targets
-		if err := decodeStrict(name+" (signed)", signed, &t); err != nil {
-			return nil, err
-		}
-		if err := checkCommon(name, t.Common, RoleTargets); err != nil {
-			return nil, err
-		}
+	return verifiedAs(c, name, raw, RoleTargets, func(t *Targets) error {
 		for n, f := range t.Targets {
 			if len(f.Hashes.SHA256) != sha256.Size || f.Length < 0 {
-				return nil, fmt.Errorf("%s: field \"signed.targets.%s\": %w: expected a length and a 32-byte sha256", name, n, ErrFormat)
+				return fmt.Errorf("%s: field \"signed.targets.%s\": %w: expected a length and a 32-byte sha256", name, n, ErrFormat)
 			}
 			if err := f.Custom.Plan.Validate(); err != nil {
-				return nil, fmt.Errorf("%s: field \"signed.targets.%s.custom.plan\": %w: %v", name, n, ErrFormat, err)
+				return fmt.Errorf("%s: field \"signed.targets.%s.custom.plan\": %w: %v", name, n, ErrFormat, err)
 			}
 		}
-		return &t, nil
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*Targets), nil
 }
 
 func (c *Client) checkExpiry(name string, m Common) error {
@@ -402,6 +369,35 @@ func (c *Client) checkExpiry(name string, m Common) error {
 			m.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// signedPart is a role's signed part, which starts with the common header.
+type signedPart[T any] interface {
+	*T
+	header() Common
+}
+
+// verifiedAs is verified for one role's file: the signed part decoded
+// strictly into T, its header checked against role, then the role's own
+// rules (check), so no role can skip the first two.
+func verifiedAs[T any, P signedPart[T]](c *Client, name string, raw []byte, role Role, check func(P) error) (P, error) {
+	v, err := c.verified(name, raw, role, func(signed []byte) (any, error) {
+		p := P(new(T))
+		if err := decodeStrict(name+" (signed)", signed, p); err != nil {
+			return nil, err
+		}
+		if err := checkCommon(name, p.header(), role); err != nil {
+			return nil, err
+		}
+		if err := check(p); err != nil {
+			return nil, err
+		}
+		return p, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(P), nil
 }
 
 // verified parses and signature-checks a role's file under the trusted

@@ -93,6 +93,8 @@ type Common struct {
 	Expires     time.Time `json:"expires"`
 }
 
+func (m Common) header() Common { return m }
+
 // Root lists the keys and, per role, which keys and how many of them must
 // sign.
 type Root struct {

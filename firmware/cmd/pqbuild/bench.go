@@ -23,6 +23,8 @@ func benchCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Every row is printed, failed or not; a failed one makes pqbuild exit
+	// non-zero after the table.
 	bench.Format(os.Stdout, rows)
-	return nil
+	return bench.Failures(rows)
 }

@@ -2,15 +2,12 @@ package dhcpd
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,59 +20,20 @@ import (
 // The namespace test runs the server as a child of the test binary inside
 // the appliance namespace, so every thread of it is there, and talks to it
 // with a real DHCP client (nclient4, raw sockets) from the LAN host's.
-const roleEnv = "PQB_DHCPD_TEST_ROLE"
-
 func TestMain(m *testing.M) {
-	nstest.LockMainThread()
-	if os.Getenv(roleEnv) == "server" {
-		os.Exit(childServer())
-	}
-	os.Exit(m.Run())
+	nstest.Main(m, map[string]func(context.Context) error{"server": childServer})
 }
 
-func childServer() int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func childServer(ctx context.Context) error {
 	set := settings("198.18.1.100", "198.18.1.199")
 	s := New(Options{Interface: "lan0", Settings: set, DNS: []netip.Addr{set.Server}, LeaseFile: os.Getenv("PQB_LEASES"),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
-	if err := s.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return s.Run(ctx)
 }
 
-func startServer(t *testing.T, ns *netns.NS, leases string) func() {
+func startServer(t *testing.T, ns *netns.NS, leases string) *nstest.Child {
 	t.Helper()
-	cmd := ns.Command(context.Background(), os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=server", "PQB_LEASES="+leases)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", stderr.String())
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return nstest.Start(t, ns, "server", "PQB_LEASES="+leases)
 }
 
 // requestLease runs a whole DHCP exchange from ns's interface, as hw when
@@ -111,7 +69,7 @@ func TestServeLAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	leases := filepath.Join(t.TempDir(), "leases.json")
-	stop := startServer(t, app, leases)
+	server := startServer(t, app, leases)
 
 	var l *nclient4.Lease
 	deadline := time.Now().Add(15 * time.Second)
@@ -146,7 +104,7 @@ func TestServeLAN(t *testing.T) {
 
 	// Restart (as a reboot or an update would): the lease file brings the
 	// same address back for a fresh DISCOVER.
-	stop()
+	server.Stop()
 	b, err := os.ReadFile(leases)
 	if err != nil || !strings.Contains(string(b), `"address": "`+got+`"`) {
 		t.Fatalf("lease file after stop: %v\n%s", err, b)

@@ -2,15 +2,12 @@ package dnsfwd
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,20 +17,12 @@ import (
 	"github.com/pqbranch/pqbranch/services/internal/nstest"
 )
 
-const roleEnv = "PQB_DNSFWD_TEST_ROLE"
-
 func TestMain(m *testing.M) {
-	nstest.LockMainThread()
-	if os.Getenv(roleEnv) == "forwarder" {
-		os.Exit(childForwarder())
-	}
-	os.Exit(m.Run())
+	nstest.Main(m, map[string]func(context.Context) error{"forwarder": childForwarder})
 }
 
 // childForwarder is the appliance's forwarder as the appliance runs it.
-func childForwarder() int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func childForwarder(ctx context.Context) error {
 	f := New(Options{
 		Listen:         []netip.AddrPort{netip.MustParseAddrPort("198.18.1.1:53")},
 		Upstreams:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("192.0.2.1")} },
@@ -41,11 +30,7 @@ func childForwarder() int {
 		InternalSource: netip.MustParseAddr("198.18.1.1"),
 		Log:            slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
-	if err := f.Serve(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return f.Serve(ctx)
 }
 
 // upstream is a resolver that answers every A query with addr and
@@ -126,20 +111,7 @@ func TestForwardInNamespaces(t *testing.T) {
 	corp := serveUpstream(t, up, "198.19.0.53:53", "198.19.0.80")
 
 	// The forwarder starts before its LAN address exists (the boot race).
-	cmd := app.Command(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=forwarder")
-	var logs strings.Builder
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("forwarder log:\n%s", logs.String())
-		}
-	}()
+	nstest.Start(t, app, "forwarder")
 	time.Sleep(300 * time.Millisecond)
 	if out, err := app.Run(ctx, "ip", "addr", "add", "198.18.1.1/24", "dev", "lan0"); err != nil {
 		t.Fatalf("%v %s", err, out)
