@@ -22,8 +22,10 @@ import (
 	"github.com/pqbranch/pqbranch/services/lan/dnsfwd"
 	"github.com/pqbranch/pqbranch/services/logring"
 	"github.com/pqbranch/pqbranch/services/network"
+	"github.com/pqbranch/pqbranch/services/provision"
 	"github.com/pqbranch/pqbranch/services/status"
 	"github.com/pqbranch/pqbranch/services/supervise"
+	"github.com/pqbranch/pqbranch/services/syslog"
 	"github.com/pqbranch/pqbranch/services/watchdog"
 	"github.com/pqbranch/pqbranch/update/agent"
 )
@@ -70,6 +72,10 @@ type Options struct {
 	// FaultSocket, set only in dev images, is where the `crash` applet asks
 	// a service to fail (see FaultSocket). Empty: no fault injection.
 	FaultSocket string
+	// Provision looks for a USB provisioning stick before the config is
+	// loaded; its ConfigPath and Log are set from these options. Nil: no
+	// stick check (tests, hosts).
+	Provision *provision.Provisioner
 }
 
 func (o *Options) defaults() {
@@ -102,6 +108,9 @@ type Appliance struct {
 	resolvRefresh chan struct{}                // rewrite resolv.conf
 	dhcp          atomic.Pointer[dhcpd.Server]
 	dns           atomic.Pointer[dnsfwd.Forwarder]
+	syslog        *syslog.Forwarder // the log's copy for log.syslog's collector
+
+	provisioned *provision.Result // what the boot's stick check did; nil: none ran
 }
 
 // New sets up logging and loads the config. It fails only when there is no
@@ -110,7 +119,19 @@ func New(opts Options) (*Appliance, error) {
 	opts.defaults()
 	ring := logring.New(opts.Console, 1000)
 	a := &Appliance{opts: opts, ring: ring, log: ring.Logger(), boot: time.Now(), resolvRefresh: make(chan struct{}, 1)}
+	// Every record also goes to the remote syslog forwarder, which queues
+	// it (bounded, never waiting) until its service sends or discards it.
+	a.syslog = syslog.NewForwarder(syslog.Options{})
+	a.log = slog.New(a.syslog.Handler(a.log.Handler()))
 	a.store = config.NewStore(opts.ConfigPath, a.log)
+	if opts.Provision != nil {
+		// Before the first-boot default is written: a stick on a fresh box
+		// installs the site's config instead.
+		p := *opts.Provision
+		p.ConfigPath, p.Default, p.Log = opts.ConfigPath, opts.DefaultConfig, a.log
+		r := p.Run(context.Background())
+		a.provisioned = &r
+	}
 	if err := a.loadConfig(); err != nil {
 		return nil, err
 	}

@@ -202,12 +202,12 @@ func TestApplianceReload(t *testing.T) {
 				return errors.New(s.Name + " is " + s.State + ": " + s.LastError)
 			}
 		}
-		// network, time, firewall, dhcp, dns, ra, tunnel, status: no
-		// update service on a host without A/B slots, and status says why.
+		// syslog, network, time, firewall, dhcp, dns, ra, tunnel, status:
+		// no update service on a host without A/B slots, and status says why.
 		if r.Update.Unavailable == "" {
 			return errors.New("update section does not say why updates are unavailable")
 		}
-		if len(r.Services) != 8 {
+		if len(r.Services) != 9 {
 			return errors.New("services missing")
 		}
 		return nil

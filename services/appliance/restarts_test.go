@@ -52,6 +52,9 @@ func TestRestartsFor(t *testing.T) {
 		{"port", func(m map[string]any) { obj(m, "firewall")["management_port"] = 8443 }, []string{"firewall", "status"}},
 		{"mtu", func(m map[string]any) { m["mtu"] = 1400 }, []string{"network", "ra"}},
 		{"window", func(m map[string]any) { obj(m, "update")["window"] = "daily 03:00-04:00" }, []string{"update"}},
+		{"syslog server", func(m map[string]any) { obj(obj(m, "log"), "syslog")["server"] = "192.0.2.51" }, []string{"syslog"}},
+		{"syslog off", func(m map[string]any) { delete(m, "log") }, []string{"syslog"}},
+		{"hostname", func(m map[string]any) { m["hostname"] = "branch-8" }, []string{"syslog", "network"}},
 		{"lan address", func(m map[string]any) {
 			l := obj(m, "lan")
 			l["addresses"] = []any{"198.18.1.2/24"}

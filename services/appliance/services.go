@@ -26,6 +26,9 @@ import (
 // list is fixed and a reload that switches it on restarts it.
 func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 	svcs := []supervise.Service{
+		// First, so that it is stopped last and the collector sees the
+		// other services stop.
+		{Name: "syslog", Run: a.runSyslog},
 		{Name: "network", Critical: true, Run: func(ctx context.Context) error {
 			cfg := a.store.Current()
 			if a.opts.SetHostname {
@@ -80,7 +83,7 @@ func (a *Appliance) services(clock *clockHolder) []supervise.Service {
 }
 
 // reloadable are the services a new config may restart, in start order.
-var reloadable = []string{"network", "time", "firewall", "dhcp", "dns", "ra", "tunnel", "update", "status"}
+var reloadable = []string{"syslog", "network", "time", "firewall", "dhcp", "dns", "ra", "tunnel", "update", "status"}
 
 // dependsOn is the part of c that service name reads when it starts. A new
 // config restarts a service only when its part changed: a reload must not
@@ -101,6 +104,8 @@ func (a *Appliance) dependsOn(name string, c *config.Config) any {
 		}{c.Hostname, c.LinkMTU(), c.WAN, c.LAN.Addresses, c.LAN.ULA, c.Routes}
 	case "time":
 		return c.Time
+	case "syslog":
+		return syslogKey(c)
 	case "firewall":
 		return firewall.SpecFrom(c, a.roles.WAN, a.roles.LAN)
 	case "tunnel":
@@ -207,6 +212,8 @@ func (a *Appliance) statusSources(clock *clockHolder) *status.Sources {
 		Config: a.configState,
 		Update: a.updateStatus,
 		Log:    a.ring,
+
+		Provision: a.provisioned,
 	}
 	if a.sup != nil {
 		src.Services = a.sup.States
@@ -214,7 +221,7 @@ func (a *Appliance) statusSources(clock *clockHolder) *status.Sources {
 	if a.opts.Tunnel != nil {
 		src.Tunnel = a.opts.Tunnel.Status
 	}
-	src.Metrics = metrics.Handler(metrics.Sources{Report: src.Collect, DHCP: a.dhcpStats, DNS: a.dnsStats})
+	src.Metrics = metrics.Handler(metrics.Sources{Report: src.Collect, DHCP: a.dhcpStats, DNS: a.dnsStats, Syslog: a.syslogStats})
 	return src
 }
 

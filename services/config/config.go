@@ -20,6 +20,10 @@ const DefaultPath = "/data/pqbranch.json"
 
 // Config is the whole appliance configuration.
 type Config struct {
+	// Serial is the site config revision; a stick's config replaces the
+	// installed one only when its serial is higher (services/provision).
+	// Absent: 0.
+	Serial   int64           `json:"serial,omitempty"`
 	Hostname string          `json:"hostname"`
 	MTU      int             `json:"mtu,omitempty"` // 0 keeps 1500
 	WAN      WAN             `json:"wan"`
@@ -30,6 +34,7 @@ type Config struct {
 	Tunnel   *ikeconf.Config `json:"tunnel"` // nil: no tunnel, remote subnets unreachable
 	Time     Time            `json:"time"`
 	Update   Update          `json:"update"`
+	Log      *Log            `json:"log,omitempty"` // nil: the log stays on the box
 }
 
 // WAN is the uplink side.

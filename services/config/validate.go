@@ -13,6 +13,9 @@ import (
 // edit can fix them all.
 func (c *Config) validate() problems {
 	var p problems
+	if c.Serial < 0 {
+		p.add("serial", "expected a whole number 0 or higher (the site config revision), got %d", c.Serial)
+	}
 	if !validHostname(c.Hostname) {
 		p.add("hostname", `expected a host name like "branch-1" (letters, digits, '-', '.', at most 253 characters), got %q`, c.Hostname)
 	}
@@ -50,6 +53,7 @@ func (c *Config) validate() problems {
 		}
 	}
 	c.Update.validate(&p)
+	c.validateLog(&p)
 	return p
 }
 

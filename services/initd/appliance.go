@@ -8,6 +8,7 @@ import (
 
 	"github.com/pqbranch/pqbranch/release"
 	"github.com/pqbranch/pqbranch/services/appliance"
+	"github.com/pqbranch/pqbranch/services/provision"
 	"github.com/pqbranch/pqbranch/update/agent"
 	"github.com/pqbranch/pqbranch/update/efiboot"
 	"github.com/pqbranch/pqbranch/update/hybrid"
@@ -28,6 +29,8 @@ const efivars = "/sys/firmware/efi/efivars"
 func startAppliance(ctx context.Context, rel release.Release, slot string, opts appliance.Options) {
 	opts.Release, opts.Version, opts.Slot = rel, rel.Version, slot
 	opts.Updates = updates(slot)
+	// A USB stick labelled PQBRANCH may bring the site's config.
+	opts.Provision = &provision.Provisioner{}
 	opts.PowerSignals = os.Getpid() == 1
 	opts.SetHostname = opts.PowerSignals
 	if rel.Profile == "dev" {

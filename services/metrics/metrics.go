@@ -24,6 +24,7 @@ type Sources struct {
 	Report func() status.Report
 	DHCP   func() DHCPStats
 	DNS    func() DNSStats
+	Syslog func() SyslogStats
 }
 
 // DHCPStats are the LAN DHCP server's counters.
@@ -35,6 +36,13 @@ type DHCPStats struct {
 // DNSStats are the DNS forwarder's counters.
 type DNSStats struct {
 	Queries, CacheHits, Internal, Failures, Dropped uint64
+}
+
+// SyslogStats are the remote syslog forwarder's counters.
+type SyslogStats struct {
+	Sent, Dropped uint64
+	Queued        int
+	Connected     bool
 }
 
 // tunnelStates are exported with one series each, so that a dashboard can
@@ -60,13 +68,17 @@ var (
 	descLeases      = prometheus.NewDesc(ns+"_dhcp_leases", "DHCP leases in force on the LAN.", nil, nil)
 	descDHCPReq     = prometheus.NewDesc(ns+"_dhcp_requests_total", "DHCP messages received on the LAN.", nil, nil)
 	descDNS         = prometheus.NewDesc(ns+"_dns_queries_total", "DNS queries from the LAN, by outcome.", []string{"result"}, nil)
+	descSyslogMsgs  = prometheus.NewDesc(ns+"_syslog_messages_total", "Log records for the remote syslog collector: sent, or dropped because the queue was full.", []string{"result"}, nil)
+	descSyslogQueue = prometheus.NewDesc(ns+"_syslog_queued", "Log records waiting for the remote syslog collector.", nil, nil)
+	descSyslogUp    = prometheus.NewDesc(ns+"_syslog_connected", "1 while the remote syslog collector is reachable.", nil, nil)
 )
 
 type collector struct{ src Sources }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTunnelState, descTunnelUp, descIKERekeys, descChildRekeys, descESPBytes, descESPPackets,
-		descRestarts, descRunning, descConfigErr, descDefaults, descUpdate, descInfo, descLeases, descDHCPReq, descDNS} {
+		descRestarts, descRunning, descConfigErr, descDefaults, descUpdate, descInfo, descLeases, descDHCPReq, descDNS,
+		descSyslogMsgs, descSyslogQueue, descSyslogUp} {
 		ch <- d
 	}
 }
@@ -122,6 +134,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDNS, float64(d.Failures), "failed")
 		counter(descDNS, float64(d.Dropped), "dropped")
 		counter(descDNS, float64(d.Internal), "internal")
+	}
+	if c.src.Syslog != nil {
+		s := c.src.Syslog()
+		counter(descSyslogMsgs, float64(s.Sent), "sent")
+		counter(descSyslogMsgs, float64(s.Dropped), "dropped")
+		gauge(descSyslogQueue, float64(s.Queued))
+		gauge(descSyslogUp, b2f(s.Connected))
 	}
 }
 

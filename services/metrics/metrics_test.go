@@ -43,6 +43,7 @@ func TestScrape(t *testing.T) {
 		Report: func() status.Report { return report },
 		DHCP:   func() DHCPStats { return DHCPStats{Leases: 7, Requests: 40} },
 		DNS:    func() DNSStats { return DNSStats{Queries: 100, CacheHits: 30, Failures: 5, Internal: 12} },
+		Syslog: func() SyslogStats { return SyslogStats{Sent: 500, Dropped: 4, Queued: 9, Connected: true} },
 	})
 	body := scrape(t, h)
 	for _, want := range []string{
@@ -63,6 +64,10 @@ func TestScrape(t *testing.T) {
 		`pqbranch_dns_queries_total{result="cache"} 30`,
 		`pqbranch_dns_queries_total{result="forwarded"} 65`,
 		`pqbranch_dns_queries_total{result="internal"} 12`,
+		`pqbranch_syslog_messages_total{result="sent"} 500`,
+		`pqbranch_syslog_messages_total{result="dropped"} 4`,
+		`pqbranch_syslog_queued 9`,
+		`pqbranch_syslog_connected 1`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("no %s in:\n%s", want, body)

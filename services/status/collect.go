@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/logring"
+	"github.com/pqbranch/pqbranch/services/provision"
 	"github.com/pqbranch/pqbranch/services/supervise"
 	"github.com/pqbranch/pqbranch/services/timesync"
 )
@@ -31,6 +32,8 @@ type Sources struct {
 	// Metrics, if set, is served at /metrics (Prometheus text format),
 	// on the same LAN-only endpoint as the report.
 	Metrics http.Handler
+	// Provision is what the boot's USB stick check did; nil: none ran.
+	Provision *provision.Result
 }
 
 // Collect builds a report now.
@@ -55,6 +58,7 @@ func (s *Sources) Collect() Report {
 	if s.Config != nil {
 		r.Config = s.Config()
 	}
+	r.Provision = s.Provision
 	if s.Log != nil {
 		n := s.LogLines
 		if n == 0 {

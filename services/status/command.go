@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/config"
+	"github.com/pqbranch/pqbranch/services/provision"
 )
 
 // defaultURL is where the status command finds the running appliance: on
@@ -125,6 +126,7 @@ func Print(w io.Writer, r *Report) error {
 	for _, e := range r.Config.Errors {
 		p.f("  %s\n", e)
 	}
+	printProvision(p, r.Provision)
 	if len(r.Log) > 0 {
 		p.f("\nrecent log:\n")
 		for _, e := range r.Log {
@@ -170,5 +172,25 @@ func printUpdate(p *printer, u UpdateStatus) {
 	}
 	if l := u.Last; l != nil {
 		p.f("  last update: %s %s -> %s at %s %s\n", l.Result, l.From, l.To, l.At.Format(time.RFC3339), l.Reason)
+	}
+}
+
+func printProvision(p *printer, r *provision.Result) {
+	if r == nil {
+		return
+	}
+	p.f("usb stick: %s", r.Outcome)
+	if r.Device != "" {
+		p.f(" %s", r.Device)
+	}
+	if r.Outcome == provision.Installed || r.Outcome == provision.NotNewer {
+		p.f(" serial %d", r.Serial)
+		if r.Previous != nil {
+			p.f(" (installed %d)", *r.Previous)
+		}
+	}
+	p.f(" at %s\n", r.At.Format(time.RFC3339))
+	for _, e := range r.Errors {
+		p.f("  %s\n", e)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/logring"
+	"github.com/pqbranch/pqbranch/services/provision"
 	"github.com/pqbranch/pqbranch/services/supervise"
 	"github.com/pqbranch/pqbranch/services/timesync"
 	"github.com/pqbranch/pqbranch/update/agent"
@@ -29,6 +30,10 @@ type Report struct {
 	Update     UpdateStatus      `json:"update"`
 	Config     ConfigState       `json:"config"`
 	Log        []logring.Entry   `json:"log"`
+
+	// Provision is the boot's USB provisioning stick check (installed,
+	// ignored-not-newer, rejected with the validator's errors, no-stick).
+	Provision *provision.Result `json:"provision,omitempty"`
 }
 
 // Interface is one network interface and its addresses.

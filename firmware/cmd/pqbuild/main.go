@@ -32,6 +32,8 @@ func main() {
 		err = flash(ctx, os.Args[2:])
 	case "run":
 		err = run(ctx, os.Args[2:])
+	case "stick":
+		err = stick(os.Args[2:])
 	case "bench":
 		err = benchCmd(ctx, os.Args[2:])
 	case "deps":
@@ -61,6 +63,7 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: pqbuild image [-board NAME|FILE] [-profile dev|prod] [-out DIR] [-repo-root ROOT.json]
        pqbuild flash -image out/BOARD/disk.img -to /dev/sdX|FILE [-config SITE.json] [-yes]
+       pqbuild stick -config SITE.json [-out stick.img]   a USB provisioning stick image (FAT, label PQBRANCH)
        pqbuild run [-board NAME]
        pqbuild bench [-board NAME]   build and boot figures as a table
        pqbuild deps image|run|test   install missing system packages

@@ -1,0 +1,400 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pqbranch/pqbranch/services/config"
+)
+
+// site is a valid config with the given serial (-1: no serial field).
+func site(t testing.TB, serial int64) []byte {
+	t.Helper()
+	s := ""
+	if serial >= 0 {
+		s = fmt.Sprintf(`"serial": %d, `, serial)
+	}
+	b := []byte(`{` + s + `"hostname": "branch-7", "wan": {"mode": "dhcp"}, "lan": {"addresses": ["198.18.1.1/24"]}}`)
+	if _, err := config.Parse("test", b); err != nil {
+		t.Fatalf("test config does not validate: %v", err)
+	}
+	return b
+}
+
+// box is a fake machine: a sysfs tree whose block devices are image files.
+type box struct {
+	t      *testing.T
+	sys    string
+	cfg    string // the installed config's path
+	mu     sync.Mutex
+	images map[string]string // device name -> image file
+	opened []string
+}
+
+func newBox(t *testing.T) *box {
+	dir := t.TempDir()
+	b := &box{t: t, sys: filepath.Join(dir, "sys"), images: map[string]string{}, cfg: filepath.Join(dir, "data", "pqbranch.json")}
+	for _, d := range []string{filepath.Join(b.sys, "class/block"), filepath.Dir(b.cfg)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The internal disk and one of its partitions: never a stick.
+	b.sysfs("nvme0n1", map[string]string{"removable": "0"})
+	b.sysfs("nvme0n1p1", map[string]string{"partition": "1"})
+	return b
+}
+
+func (b *box) sysfs(name string, files map[string]string) {
+	d := filepath.Join(b.sys, "class/block", name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	for f, v := range files {
+		if err := os.WriteFile(filepath.Join(d, f), []byte(v+"\n"), 0o644); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
+// plug attaches an image as a removable disk.
+// plug attaches an image as a removable disk: the device opens before
+// sysfs lists it, as with the kernel.
+func (b *box) plug(name, image string) {
+	b.mu.Lock()
+	b.images[name] = image
+	b.mu.Unlock()
+	b.sysfs(name, map[string]string{"removable": "1"})
+}
+
+func (b *box) usbControllers() {
+	if err := os.MkdirAll(filepath.Join(b.sys, "bus/usb/devices/usb1"), 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *box) install(cfg []byte) {
+	if err := os.WriteFile(b.cfg, cfg, 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *box) provisioner() *Provisioner {
+	return &Provisioner{
+		Sys:        b.sys,
+		ConfigPath: b.cfg,
+		Settle:     5 * time.Second,
+		Open: func(name string) (*os.File, error) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.opened = append(b.opened, name)
+			img, ok := b.images[name]
+			if !ok {
+				return nil, fmt.Errorf("%s: no medium", name)
+			}
+			return os.Open(img)
+		},
+	}
+}
+
+func image(t *testing.T, s stickSpec) string {
+	t.Helper()
+	if s.size == 0 {
+		s.size = StickSize
+	}
+	if s.fat == 0 {
+		s.fat = FAT16
+	}
+	p := filepath.Join(t.TempDir(), "stick.img")
+	if err := writeStick(p, s); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stickWith(t *testing.T, cfg []byte) string {
+	p := filepath.Join(t.TempDir(), "stick.img")
+	if err := WriteStick(p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRun(t *testing.T) {
+	invalid := []byte(`{"serial": -2, "hostname": "branch 7", "wan": {"mode": "dhcp"}, "lan": {"addresses": ["198.18.1.1/24"]}}`)
+	unknown := []byte(`{"serial": 9, "hostname": "branch-7", "wan": {"mode": "dhcp", "adress": "x"}, "lan": {"addresses": ["198.18.1.1/24"]}}`)
+	boardDefault := []byte(`{"hostname": "pqbranch", "wan": {"mode": "dhcp"}, "lan": {"addresses": ["192.168.77.1/24"]}}`)
+	tests := []struct {
+		name      string
+		installed []byte            // nil: no config on /data yet
+		sticks    map[string]string // device -> image
+		want      Outcome
+		device    string
+		serial    int64
+		errs      []string // substrings, each in some error line
+	}{
+		{name: "no stick", installed: site(t, 1), want: NoStick},
+		{name: "newer installs", installed: site(t, 1), sticks: map[string]string{"sda": stickWith(t, site(t, 2))}, want: Installed, device: "sda1", serial: 2},
+		{name: "first boot installs", sticks: map[string]string{"sda": stickWith(t, site(t, 0))}, want: Installed, device: "sda1"},
+		{name: "equal ignored", installed: site(t, 4), sticks: map[string]string{"sda": stickWith(t, site(t, 4))}, want: NotNewer, device: "sda1", serial: 4},
+		{name: "older ignored", installed: site(t, 4), sticks: map[string]string{"sda": stickWith(t, site(t, 3))}, want: NotNewer, device: "sda1", serial: 3},
+		{name: "absent serial is 0, not newer than 0", installed: site(t, 0), sticks: map[string]string{"sda": stickWith(t, site(t, -1))}, want: NotNewer, device: "sda1"},
+		{name: "the board default is replaced whatever the serial", installed: boardDefault, sticks: map[string]string{"sda": stickWith(t, site(t, -1))}, want: Installed, device: "sda1"},
+		{name: "a site config equal in serial is not", installed: site(t, 0), sticks: map[string]string{"sda": stickWith(t, boardDefault)}, want: NotNewer, device: "sda1"},
+		{name: "broken installed config is replaced", installed: []byte(`{"hostname":`), sticks: map[string]string{"sda": stickWith(t, site(t, 1))}, want: Installed, device: "sda1", serial: 1},
+		{name: "invalid config shows field errors", installed: site(t, 1), sticks: map[string]string{"sdb": stickWith(t, invalid)},
+			want: Rejected, device: "sdb1", errs: []string{"usb sdb1:/pqbranch.json: serial: expected a whole number 0 or higher", "hostname: expected a host name"}},
+		{name: "unknown field", installed: site(t, 1), sticks: map[string]string{"sda": stickWith(t, unknown)},
+			want: Rejected, device: "sda1", errs: []string{"wan.adress: unknown field"}},
+		{name: "bad JSON", installed: site(t, 1), sticks: map[string]string{"sda": stickWith(t, []byte(`{"serial": 5,, }`))},
+			want: Rejected, device: "sda1", errs: []string{"line 1 column", "invalid JSON"}},
+		{name: "empty file", installed: site(t, 1), sticks: map[string]string{"sda": stickWith(t, nil)},
+			want: Rejected, device: "sda1", errs: []string{"pqbranch.json"}},
+		{name: "file missing", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: Label, files: map[string][]byte{"readme.txt": site(t, 9)}})},
+			want: Rejected, device: "sda1", errs: []string{"no pqbranch.json in the root directory"}},
+		{name: "a directory, not a file", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: Label, dirs: []string{FileName}})},
+			want: Rejected, device: "sda1", errs: []string{"pqbranch.json is a directory"}},
+		{name: "too big", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: Label, files: map[string][]byte{FileName: bytes.Repeat([]byte(" "), MaxConfigSize+1)}})},
+			want: Rejected, device: "sda1", errs: []string{"1048577 bytes, expected at most 1048576"}},
+		{name: "wrong label is not a stick", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: "USBSTICK", files: map[string][]byte{FileName: site(t, 9)}})}, want: NoStick},
+		{name: "no label is not a stick", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{files: map[string][]byte{FileName: site(t, 9)}})}, want: NoStick},
+		{name: "label only in the boot sector", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: Label, bootLabelOnly: true, files: map[string][]byte{FileName: site(t, 9)}})},
+			want: Installed, device: "sda1", serial: 9},
+		{name: "lower-case label, upper-case file name", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: "pqbranch", files: map[string][]byte{"PQBRANCH.JSON": site(t, 9)}})},
+			want: Installed, device: "sda1", serial: 9},
+		{name: "superfloppy FAT16", installed: site(t, 1), sticks: map[string]string{"sdc": image(t, stickSpec{layout: Superfloppy, label: Label, files: map[string][]byte{FileName: site(t, 5)}})},
+			want: Installed, device: "sdc", serial: 5},
+		{name: "superfloppy FAT32", installed: site(t, 1), sticks: map[string]string{"sdc": image(t, stickSpec{size: 40 << 20, layout: Superfloppy, fat: FAT32, label: Label, files: map[string][]byte{FileName: site(t, 5)}})},
+			want: Installed, device: "sdc", serial: 5},
+		{name: "partitioned FAT32", installed: site(t, 1), sticks: map[string]string{"sdc": image(t, stickSpec{size: 40 << 20, fat: FAT32, label: Label, files: map[string][]byte{FileName: site(t, 5)}})},
+			want: Installed, device: "sdc1", serial: 5},
+		{name: "superfloppy FAT12", installed: site(t, 1), sticks: map[string]string{"sdc": image(t, stickSpec{size: 1 << 20, layout: Superfloppy, fat: FAT12, label: Label, files: map[string][]byte{FileName: site(t, 5)}})},
+			want: Installed, device: "sdc", serial: 5},
+		{name: "two sticks are ambiguous", installed: site(t, 1), sticks: map[string]string{"sda": stickWith(t, site(t, 2)), "sdb": stickWith(t, site(t, 3))},
+			want: Rejected, device: "sda1,sdb1", errs: []string{"2 volumes labelled PQBRANCH (sda1, sdb1)"}},
+		{name: "a stick beside another USB disk", installed: site(t, 1), sticks: map[string]string{"sda": image(t, stickSpec{label: "BACKUP", files: map[string][]byte{FileName: site(t, 9)}}), "sdb": stickWith(t, site(t, 3))},
+			want: Installed, device: "sdb1", serial: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBox(t)
+			if tc.installed != nil {
+				b.install(tc.installed)
+			}
+			for dev, img := range tc.sticks {
+				b.plug(dev, img)
+			}
+			var logs bytes.Buffer
+			p := b.provisioner()
+			p.Log = slogTo(&logs)
+			p.Default = boardDefault
+			r := p.Run(context.Background())
+
+			if r.Outcome != tc.want || r.Device != tc.device || r.Serial != tc.serial {
+				t.Fatalf("got %v device %q serial %d (errors %q); want %v device %q serial %d", r.Outcome, r.Device, r.Serial, r.Errors, tc.want, tc.device, tc.serial)
+			}
+			for _, want := range tc.errs {
+				if !strings.Contains(strings.Join(r.Errors, "\n"), want) {
+					t.Errorf("errors %q lack %q", r.Errors, want)
+				}
+			}
+			if len(tc.errs) == 0 && len(r.Errors) > 0 {
+				t.Errorf("unexpected errors %q", r.Errors)
+			}
+			if !strings.Contains(logs.String(), "outcome="+tc.want.String()) {
+				t.Errorf("log %q lacks outcome=%v", logs.String(), tc.want)
+			}
+			for _, n := range b.opened {
+				if strings.HasPrefix(n, "nvme") {
+					t.Errorf("opened the internal disk %s", n)
+				}
+			}
+
+			got, err := os.ReadFile(b.cfg)
+			switch {
+			case tc.want == Installed:
+				stick := readStick(t, tc.sticks, r.Device)
+				if !bytes.Equal(got, stick) {
+					t.Errorf("installed %q, want the stick's %q", got, stick)
+				}
+				if fi, _ := os.Stat(b.cfg); fi.Mode().Perm() != 0o600 {
+					t.Errorf("installed config has mode %v, want 0600", fi.Mode().Perm())
+				}
+			case tc.installed == nil:
+				if err == nil {
+					t.Errorf("a config appeared: %q", got)
+				}
+			case !bytes.Equal(got, tc.installed):
+				t.Errorf("installed config changed to %q", got)
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(b.cfg)); len(ents) > 1 {
+				t.Errorf("files left beside the config: %v", ents)
+			}
+		})
+	}
+}
+
+// readStick is the config file of the one stick behind device (e.g. sda1).
+func readStick(t *testing.T, sticks map[string]string, device string) []byte {
+	t.Helper()
+	for dev, img := range sticks {
+		if !strings.HasPrefix(device, dev) {
+			continue
+		}
+		raw, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range readVolumes(bytes.NewReader(raw), int64(len(raw))) {
+			if v.isStick() {
+				b, err := v.readConfig()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+		}
+	}
+	t.Fatalf("no stick behind %s", device)
+	return nil
+}
+
+// TestInstallFailureKeepsConfig: when the config cannot be written, the
+// outcome says so and nothing is left behind. Here the path is a directory
+// (a config that cannot load, so a valid stick would replace it), which the
+// rename cannot replace even as root.
+func TestInstallFailureKeepsConfig(t *testing.T) {
+	b := newBox(t)
+	if err := os.Mkdir(b.cfg, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.cfg, "keep"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.plug("sda", stickWith(t, site(t, 7)))
+	r := b.provisioner().Run(context.Background())
+	if r.Outcome != Failed || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], b.cfg) {
+		t.Fatalf("got %v %q, want install-failed naming %s", r.Outcome, r.Errors, b.cfg)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(b.cfg)); len(ents) != 1 {
+		t.Errorf("files left beside the config: %v", ents)
+	}
+	if keep, err := os.ReadFile(filepath.Join(b.cfg, "keep")); err != nil || string(keep) != "x" {
+		t.Errorf("the old contents changed: %q, %v", keep, err)
+	}
+}
+
+// TestWaitsForUSB: with a USB host controller, a stick that enumerates a
+// moment after boot is found; without one, Run does not wait at all; with
+// one and no stick, it waits Settle and no longer.
+func TestWaitsForUSB(t *testing.T) {
+	t.Run("stick appears late", func(t *testing.T) {
+		b := newBox(t)
+		b.install(site(t, 1))
+		b.usbControllers()
+		img := stickWith(t, site(t, 2))
+		go func() {
+			time.Sleep(600 * time.Millisecond)
+			b.plug("sda", img)
+		}()
+		p := b.provisioner()
+		p.Settle = 3 * time.Second
+		r := p.Run(context.Background())
+		if r.Outcome != Installed {
+			t.Fatalf("got %v %q, want installed", r.Outcome, r.Errors)
+		}
+		// Found at 0.6 s, then one more second for a second stick.
+		if w := time.Duration(r.Waited); w < 1600*time.Millisecond || w > 2500*time.Millisecond {
+			t.Errorf("waited %v, want about 1.6s", r.Waited)
+		}
+	})
+	t.Run("no USB controller", func(t *testing.T) {
+		b := newBox(t)
+		p := b.provisioner()
+		r := p.Run(context.Background())
+		if r.Outcome != NoStick || time.Duration(r.Waited) > 200*time.Millisecond {
+			t.Errorf("got %v after %v, want no-stick at once", r.Outcome, r.Waited)
+		}
+	})
+	t.Run("USB controller, no stick", func(t *testing.T) {
+		b := newBox(t)
+		b.usbControllers()
+		p := b.provisioner()
+		p.Settle = 700 * time.Millisecond
+		r := p.Run(context.Background())
+		if w := time.Duration(r.Waited); r.Outcome != NoStick || w < 700*time.Millisecond || w > 1500*time.Millisecond {
+			t.Errorf("got %v after %v, want no-stick after 0.7s", r.Outcome, r.Waited)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		b := newBox(t)
+		b.usbControllers()
+		p := b.provisioner()
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		r := p.Run(ctx)
+		if r.Outcome != NoStick || time.Duration(r.Waited) > 1500*time.Millisecond {
+			t.Errorf("got %v after %v, want no-stick soon after the cancel", r.Outcome, r.Waited)
+		}
+	})
+}
+
+// TestResultJSON pins the status section's shape.
+func TestResultJSON(t *testing.T) {
+	prev := int64(3)
+	r := Result{Outcome: Rejected, Device: "sda1", Serial: 4, Previous: &prev, Errors: []string{"usb sda1:/pqbranch.json: mtu: expected 1280..9000"},
+		Waited: Duration(1500 * time.Millisecond), At: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"outcome":"rejected","device":"sda1","serial":4,"previous_serial":3,"errors":["usb sda1:/pqbranch.json: mtu: expected 1280..9000"],"waited":"1.5s","at":"2026-11-30T08:00:00Z"}`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil || back.Outcome != Rejected || back.Waited != r.Waited {
+		t.Errorf("round trip: %+v, %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`{"outcome":"maybe"}`), &back); err == nil {
+		t.Error("an unknown outcome decoded")
+	}
+}
+
+func slogTo(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestUSBDiskNotMarkedRemovable: a USB disk that reports removable=0 (many
+// sticks, every USB SSD) counts, found by its sysfs path; an internal disk
+// with the PQBRANCH label does not.
+func TestUSBDiskNotMarkedRemovable(t *testing.T) {
+	b := newBox(t)
+	b.install(site(t, 1))
+	dev := filepath.Join(b.sys, "devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block/sdd")
+	if err := os.MkdirAll(dev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dev, "removable"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dev, filepath.Join(b.sys, "class/block/sdd")); err != nil {
+		t.Fatal(err)
+	}
+	b.images["sdd"] = stickWith(t, site(t, 2))
+	b.images["nvme0n1"] = stickWith(t, site(t, 3)) // internal, removable=0: never opened
+	r := b.provisioner().Run(context.Background())
+	if r.Outcome != Installed || r.Device != "sdd1" || r.Serial != 2 {
+		t.Fatalf("got %v %s serial %d %q, want installed from sdd1", r.Outcome, r.Device, r.Serial, r.Errors)
+	}
+	if len(b.opened) != 1 || b.opened[0] != "sdd" {
+		t.Errorf("opened %v, want only sdd", b.opened)
+	}
+}
