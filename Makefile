@@ -10,7 +10,7 @@ export PATH := $(PATH):/usr/local/go/bin
 PQBUILD := out/bin/pqbuild
 IMAGE   := out/$(BOARD)/disk.img
 
-.PHONY: all image run test powercut bench bench-update flash tools keygen deps-image deps-run deps-test clean FORCE
+.PHONY: all image run test powercut bench bench-update flash stick tools keygen deps-image deps-run deps-test clean FORCE
 
 all: image
 
@@ -68,6 +68,12 @@ bench-update: deps-test image
 flash: $(PQBUILD)
 	@test -n "$(DEVICE)" || { echo "usage: make flash DEVICE=/dev/sdX [BOARD=$(BOARD)] [CONFIG=site.json]"; exit 2; }
 	@$(PQBUILD) flash -image $(IMAGE) -to $(DEVICE) $(if $(CONFIG),-config $(CONFIG))
+
+# A zero-touch stick's image: the site's config, validated, on a FAT volume
+# labelled PQBRANCH (dd it onto a USB stick; see the README's flashing section).
+stick: $(PQBUILD)
+	@test -n "$(CONFIG)" || { echo "usage: make stick CONFIG=site.json [OUT=stick.img]"; exit 2; }
+	@$(PQBUILD) stick -config $(CONFIG) -out $(or $(OUT),stick.img)
 
 # The appliance's commands built for this host, e.g. out/bin/ike.
 tools:
