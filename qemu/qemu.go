@@ -41,6 +41,10 @@ type Config struct {
 	// cycle of one box rather than a fresh one. The caller owns the
 	// directory; Stop leaves it. Empty: a fresh temporary state per VM.
 	StateDir string
+	// USBStick, when set, is a raw disk image plugged in as a removable
+	// USB mass-storage device on an xHCI controller: a provisioning stick.
+	// QEMU writes to the file, as a box would to a real stick.
+	USBStick string
 }
 
 // VM is a running QEMU.
@@ -99,6 +103,11 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	}
 	if c.NoReboot {
 		args = append(args, "-no-reboot")
+	}
+	if c.USBStick != "" {
+		args = append(args, "-device", "qemu-xhci,id=xhci",
+			"-drive", "if=none,id=stick,format=raw,file="+c.USBStick,
+			"-device", "usb-storage,bus=xhci.0,drive=stick,removable=on")
 	}
 	cmd := exec.Command("qemu-system-x86_64", args...)
 	for i, tap := range c.NICs {

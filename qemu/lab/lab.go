@@ -1,7 +1,9 @@
 // Package lab builds the whole test world around one appliance VM: the edge
 // site (strongSwan 6.1 as the responder, with a data-centre host "dc" behind
-// it), DHCP and time (SNTP) on the WAN, and a LAN namespace with a client host. `make run`
-// and the end-to-end tests use it; Close tears all of it down.
+// it), DHCP and time (SNTP) on the WAN, and a LAN namespace with a client host;
+// on request a resolver on the WAN and one on the dc host (Options.WANDNS,
+// DCDNS) and a USB stick in the box (Options.USBStick). `make run` and the
+// end-to-end tests use it; Close tears all of it down.
 package lab
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +59,17 @@ type Options struct {
 	// as update.pqb, read afresh at every request (make run serves
 	// out/<board>/update.pqb, so a rebuild is offered at once).
 	LiveBundle string
+	// WANDNS, when set, are the names (A records) a resolver on the
+	// edge's WAN address (192.0.2.1:53) answers, and the WAN DHCP hands
+	// that resolver out: the branch's ISP resolver.
+	WANDNS map[string]netip.Addr
+	// DCDNS, when set, are the names a resolver on the dc host
+	// (198.19.0.2:53) answers: the data centre's internal DNS, reachable
+	// only through the tunnel.
+	DCDNS map[string]netip.Addr
+	// USBStick, when set, is a disk image plugged into the box as a USB
+	// stick (see qemu.Config.USBStick and InsertStick).
+	USBStick string
 }
 
 // Lab is a running test world.
@@ -64,6 +78,9 @@ type Lab struct {
 	Edge *edge.Edge
 	LAN  *netns.NS // the LAN client host, 198.18.1.10
 	VM   *qemu.VM
+	// WANResolver and DCResolver run when Options.WANDNS and DCDNS ask
+	// for them; nil otherwise.
+	WANResolver, DCResolver *Resolver
 	// vmConfig starts the VM again after a power cut.
 	vmConfig qemu.Config
 	dhcp     *exec.Cmd
@@ -101,6 +118,16 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	l.taps = append(l.taps, wan)
 	if _, err := l.Site.GW.Run(ctx, "ip", "addr", "add", edge.EdgeWANAddr+"/24", "dev", tapWAN); err != nil {
 		return nil, err
+	}
+	if o.WANDNS != nil {
+		if l.WANResolver, err = ServeDNS(l.Site.GW, net.JoinHostPort(edge.EdgeWANAddr, "53"), o.WANDNS); err != nil {
+			return nil, err
+		}
+	}
+	if o.DCDNS != nil {
+		if l.DCResolver, err = ServeDNS(l.Site.Host, net.JoinHostPort(edge.DCAddr, "53"), o.DCDNS); err != nil {
+			return nil, err
+		}
 	}
 	if err := l.startDHCP(ctx); err != nil {
 		return nil, err
@@ -148,7 +175,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		l.SetTime(o.Time)
 	}
 	fmt.Fprintln(o.Progress, "lab: booting the appliance")
-	l.vmConfig = qemu.Config{Board: o.Board, Image: o.Image, NICs: l.taps, Console: o.Console, Stdin: o.Stdin, StateDir: o.StateDir}
+	l.vmConfig = qemu.Config{Board: o.Board, Image: o.Image, NICs: l.taps, Console: o.Console, Stdin: o.Stdin, StateDir: o.StateDir, USBStick: o.USBStick}
 	l.VM, err = qemu.Start(ctx, l.vmConfig)
 	return l, err
 }
@@ -172,16 +199,28 @@ func (l *Lab) PowerOn(ctx context.Context) error {
 	return nil
 }
 
+// InsertStick plugs the disk image stick into the box for the next
+// PowerOn, as someone would with the box switched off; "" pulls it out.
+func (l *Lab) InsertStick(stick string) {
+	l.vmConfig.USBStick = stick
+}
+
 // startDHCP serves the appliance's WAN from the edge namespace. dnsmasq
 // does not ping an address before offering it (--no-ping): the WAN holds
 // only the appliance, and the end-to-end test checks that every frame on
 // it is IKE, ESP-in-UDP or the appliance's own link and control traffic.
 func (l *Lab) startDHCP(ctx context.Context) error {
-	l.dhcp = l.Site.GW.Command(context.WithoutCancel(ctx), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--interface="+tapWAN, "--bind-interfaces", "--port=0", "--dhcp-authoritative", "--no-ping",
-		"--dhcp-range="+dhcpRange, "--dhcp-option=option:router,"+edge.EdgeWANAddr,
-		"--dhcp-leasefile="+filepath.Join(l.tmpDir, "leases"), "--pid-file="+filepath.Join(l.tmpDir, "dnsmasq.pid"),
-		"--log-dhcp", "--log-facility="+filepath.Join(l.tmpDir, "dnsmasq.log"))
+	args := []string{"--no-daemon", "--conf-file=/dev/null",
+		"--interface=" + tapWAN, "--bind-interfaces", "--port=0", "--dhcp-authoritative", "--no-ping",
+		"--dhcp-range=" + dhcpRange, "--dhcp-option=option:router," + edge.EdgeWANAddr,
+		"--dhcp-leasefile=" + filepath.Join(l.tmpDir, "leases"), "--pid-file=" + filepath.Join(l.tmpDir, "dnsmasq.pid"),
+		"--log-dhcp", "--log-facility=" + filepath.Join(l.tmpDir, "dnsmasq.log")}
+	// dnsmasq itself serves no DNS (--port=0), so it hands out no
+	// resolver unless told to.
+	if l.WANResolver != nil {
+		args = append(args, "--dhcp-option=option:dns-server,"+edge.EdgeWANAddr)
+	}
+	l.dhcp = l.Site.GW.Command(context.WithoutCancel(ctx), "dnsmasq", args...)
 	if err := l.dhcp.Start(); err != nil {
 		l.dhcp = nil
 		return fmt.Errorf("lab: dnsmasq: %w (install it with: apt-get install -y dnsmasq)", err)
@@ -212,6 +251,11 @@ func (l *Lab) Close() error {
 	}
 	if l.updates != nil {
 		l.updates.srv.Close()
+	}
+	for _, r := range []*Resolver{l.WANResolver, l.DCResolver} {
+		if r != nil {
+			errs = append(errs, r.Close())
+		}
 	}
 	if l.dhcp != nil {
 		l.dhcp.Process.Kill()

@@ -252,27 +252,12 @@ func bundleRelease(t *testing.T, path string) release.Release {
 // bundle URL.
 func repositoryConfig(t *testing.T) []byte {
 	t.Helper()
-	b, err := boards.Load(boards.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := b.DefaultConfigBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(def, &c); err != nil {
-		t.Fatal(err)
-	}
-	u := c["update"].(map[string]any)
-	delete(u, "url")
-	u["repository"] = RepoURL()
-	u["report_url"] = ReportURL()
-	out, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return defaultConfigWith(t, func(c map[string]any) {
+		u := c["update"].(map[string]any)
+		delete(u, "url")
+		u["repository"] = RepoURL()
+		u["report_url"] = ReportURL()
+	})
 }
 
 // targetRequests counts the update server's requests for repository

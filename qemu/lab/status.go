@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -13,25 +14,59 @@ import (
 // Status reads the appliance's status report the way a LAN host does:
 // over HTTP to its LAN address, from the LAN client's namespace.
 func (l *Lab) Status(ctx context.Context) (*status.Report, error) {
-	addr := net.JoinHostPort(ApplianceLAN, "80")
-	var conn net.Conn
-	// The socket is created inside the LAN namespace and keeps it.
-	if err := l.LAN.Do(func() error {
-		var err error
-		conn, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, "tcp4", addr)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("lab: status: connect from the LAN: %w", err)
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil },
-	}}
-	defer client.CloseIdleConnections()
-	b, err := status.Fetch(ctx, client, "http://"+addr+"/status")
+	return l.StatusAt(ctx, net.JoinHostPort(ApplianceLAN, "80"))
+}
+
+// StatusAt reads the status report from addr ("ip:port") on the LAN: a
+// box whose config puts its LAN or management port elsewhere.
+func (l *Lab) StatusAt(ctx context.Context, addr string) (*status.Report, error) {
+	b, err := status.Fetch(ctx, l.lanHTTP(), "http://"+addr+"/status")
 	if err != nil {
 		return nil, fmt.Errorf("lab: status: %w", err)
 	}
 	return status.Decode(b)
+}
+
+// Metrics scrapes the appliance's Prometheus endpoint on its LAN address
+// and returns the text exposition.
+func (l *Lab) Metrics(ctx context.Context) (string, error) {
+	url := "http://" + net.JoinHostPort(ApplianceLAN, "80") + "/metrics"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := l.lanHTTP().Do(req)
+	if err != nil {
+		return "", fmt.Errorf("lab: metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("lab: metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("lab: metrics: %s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
+
+// lanHTTP is an HTTP client whose connections are made from the LAN
+// client's namespace (a socket keeps the namespace it was created in).
+func (l *Lab) lanHTTP() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := l.LAN.Do(func() (err error) {
+				conn, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("connect from the LAN: %w", err)
+			}
+			return conn, nil
+		},
+	}}
 }
 
 // WaitStatus polls the status report every half second until ok accepts

@@ -219,10 +219,20 @@ func (a *Appliance) statusSources(clock *clockHolder) *status.Sources {
 		src.Services = a.sup.States
 	}
 	if a.opts.Tunnel != nil {
-		src.Tunnel = a.opts.Tunnel.Status
+		src.Tunnel = a.tunnelStatus
 	}
 	src.Metrics = metrics.Handler(metrics.Sources{Report: src.Collect, DHCP: a.dhcpStats, DNS: a.dnsStats, Syslog: a.syslogStats})
 	return src
+}
+
+// tunnelStatus says "not configured" while the config in force has no
+// tunnel: no session runs then, and "down" would read as an outage on the
+// status page and in the metrics of every box without one.
+func (a *Appliance) tunnelStatus() status.TunnelStatus {
+	if c := a.store.Current(); c == nil || c.Tunnel == nil {
+		return status.TunnelStatus{State: status.TunnelNotConfigured}
+	}
+	return a.opts.Tunnel.Status()
 }
 
 func (a *Appliance) configState() status.ConfigState {

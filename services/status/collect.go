@@ -42,7 +42,7 @@ func (s *Sources) Collect() Report {
 	r := Report{Version: s.Version, Board: s.Board, Slot: s.Slot, DevKey: s.DevKey, Time: now, Uptime: Duration(now.Sub(s.Boot))}
 	r.Hostname, _ = os.Hostname()
 	r.Interfaces = interfaces(s.Roles)
-	r.Tunnel = TunnelStatus{State: "not configured"}
+	r.Tunnel = TunnelStatus{State: TunnelNotConfigured}
 	if s.Tunnel != nil {
 		r.Tunnel = s.Tunnel()
 	}

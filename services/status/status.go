@@ -46,6 +46,9 @@ type Interface struct {
 	Addresses []string `json:"addresses"`
 }
 
+// TunnelNotConfigured is TunnelStatus.State when the config has no tunnel.
+const TunnelNotConfigured = "not configured"
+
 // TunnelStatus is what the tunnel service reports about the IPsec tunnel.
 type TunnelStatus struct {
 	State   string      `json:"state"` // e.g. "down", "connecting", "up"
