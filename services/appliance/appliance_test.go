@@ -6,11 +6,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,21 +18,15 @@ import (
 	"github.com/pqbranch/pqbranch/services/status"
 )
 
-const roleEnv = "PQB_APPLIANCE_TEST_ROLE"
-
+// The namespace tests run the whole appliance userland as a child of the
+// test binary inside the appliance namespace (nstest.Start).
 func TestMain(m *testing.M) {
-	nstest.LockMainThread()
-	if os.Getenv(roleEnv) == "appliance" {
-		os.Exit(childAppliance())
-	}
-	os.Exit(m.Run())
+	nstest.Main(m, map[string]func(context.Context) error{"appliance": childAppliance})
 }
 
 // childAppliance runs the whole appliance userland inside the test's
 // appliance namespace, as init would, minus PID 1 duties.
-func childAppliance() int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func childAppliance(ctx context.Context) error {
 	app, err := New(Options{
 		Version: "test", Board: "qemu-x86_64", Slot: "A",
 		ConfigPath: os.Getenv("PQB_CONFIG"), ResolvConf: os.Getenv("PQB_RESOLV"),
@@ -43,14 +34,9 @@ func childAppliance() int {
 		Console: os.Stderr,
 	})
 	if err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
-		return 1
+		return err
 	}
-	if err := app.Run(ctx); err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
-		return 1
-	}
-	return 0
+	return app.Run(ctx)
 }
 
 func testConfig(mtu, port string) string {
@@ -128,15 +114,14 @@ func errString(err error) string {
 type rig struct {
 	lan, app, wan *netns.NS
 	dir, cfgPath  string
-	cmd           *exec.Cmd
-	logs          *lockedBuffer
+	cmd           *nstest.Child // its stderr is the appliance's log
 }
 
 func bootAppliance(t *testing.T, cfg string) *rig {
 	t.Helper()
 	ctx := context.Background()
 	ns := nstest.New(t, "e2elan", "e2eapp", "e2ewan")
-	r := &rig{lan: ns[0], app: ns[1], wan: ns[2], dir: t.TempDir(), logs: &lockedBuffer{}}
+	r := &rig{lan: ns[0], app: ns[1], wan: ns[2], dir: t.TempDir()}
 	if err := netns.Veth(ctx, r.lan, "lan0", "198.18.1.2/24", r.app, "lan0", "", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -145,19 +130,7 @@ func bootAppliance(t *testing.T, cfg string) *rig {
 	}
 	r.cfgPath = filepath.Join(r.dir, "pqbranch.json")
 	r.write(t, cfg)
-	r.cmd = r.app.Command(ctx, os.Args[0], "-test.run=^$")
-	r.cmd.Env = append(os.Environ(), roleEnv+"=appliance", "PQB_CONFIG="+r.cfgPath, "PQB_RESOLV="+filepath.Join(r.dir, "resolv.conf"))
-	r.cmd.Stderr = r.logs
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.cmd.Process.Signal(syscall.SIGTERM)
-		r.cmd.Wait()
-		if t.Failed() {
-			t.Logf("appliance log:\n%s", r.logs.String())
-		}
-	})
+	r.cmd = nstest.Start(t, r.app, "appliance", "PQB_CONFIG="+r.cfgPath, "PQB_RESOLV="+filepath.Join(r.dir, "resolv.conf"))
 	return r
 }
 
@@ -180,9 +153,8 @@ func (r *rig) reload() { r.cmd.Process.Signal(syscall.SIGHUP) }
 // one is applied without restart.
 func TestApplianceReload(t *testing.T) {
 	rg := bootAppliance(t, testConfig("1500", "8080"))
-	lan, wan, cfgPath, logs := rg.lan, rg.wan, rg.cfgPath, rg.logs
+	lan, wan, cfgPath, logs := rg.lan, rg.wan, rg.cfgPath, rg.cmd.Stderr
 	write := func(s string) { rg.write(t, s) }
-	cmd := rg.cmd
 
 	var r *status.Report
 	eventually(t, "status from the LAN", func() (err error) {
@@ -217,13 +189,13 @@ func TestApplianceReload(t *testing.T) {
 	}
 	// The boot race: status (and the LAN services) bind the LAN address
 	// before network has assigned it; that must not fail.
-	if strings.Contains(logs.String(), "cannot assign requested address") {
+	if strings.Contains(logs(), "cannot assign requested address") {
 		t.Fatal("a service failed to bind an address at start")
 	}
 
 	// A typo: reported with file and field, and nothing changes.
 	write(testConfig(`"big"`, "8081"))
-	cmd.Process.Signal(syscall.SIGHUP)
+	rg.reload()
 	eventually(t, "config error reported", func() error {
 		r, err := fetch(lan, "198.18.1.1:8080")
 		if err != nil {
@@ -237,13 +209,13 @@ func TestApplianceReload(t *testing.T) {
 	if err := dropped(wan, "192.0.2.2:8080"); err != nil {
 		t.Fatalf("after a bad reload, management port from the WAN: %v", err)
 	}
-	if strings.Contains(logs.String(), "e2e-secret-psk") {
+	if strings.Contains(logs(), "e2e-secret-psk") {
 		t.Fatal("the pre-shared key appeared in the log")
 	}
 
 	// The fix moves the management port: the firewall and the endpoint follow.
 	write(testConfig("1500", "8081"))
-	cmd.Process.Signal(syscall.SIGHUP)
+	rg.reload()
 	eventually(t, "status on the new port", func() error {
 		r, err := fetch(lan, "198.18.1.1:8081")
 		if err != nil {
@@ -258,22 +230,4 @@ func TestApplianceReload(t *testing.T) {
 	if err := dropped(wan, "192.0.2.2:8081"); err != nil {
 		t.Fatalf("new management port from the WAN: %v", err)
 	}
-}
-
-// lockedBuffer collects the child's log while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

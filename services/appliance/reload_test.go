@@ -146,7 +146,7 @@ func reloadAndWait(t *testing.T, rg *rig, n int) {
 	t.Helper()
 	rg.reload()
 	eventually(t, "config applied", func() error {
-		if c := strings.Count(rg.logs.String(), "applying new config"); c < n {
+		if c := strings.Count(rg.cmd.Stderr(), "applying new config"); c < n {
 			return fmt.Errorf("%d configs applied", c)
 		}
 		return nil

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,43 +16,25 @@ import (
 )
 
 // Namespace tests run the network service and a DHCP server as children of
-// the test binary inside namespaces (`ip netns exec`), so that every thread
+// the test binary inside namespaces (nstest.Start), so that every thread
 // and socket of each is in the right namespace.
-const roleEnv = "PQB_NETWORK_TEST_ROLE"
-
 func TestMain(m *testing.M) {
-	nstest.LockMainThread()
-	switch os.Getenv(roleEnv) {
-	case "":
-		os.Exit(m.Run())
-	case "network":
-		os.Exit(childNetwork())
-	case "dhcpd":
-		os.Exit(childDHCPServer())
-	}
-	os.Exit(2)
+	nstest.Main(m, map[string]func(context.Context) error{"network": childNetwork, "dhcpd": childDHCPServer})
 }
 
-func childNetwork() int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
+func childNetwork(ctx context.Context) error {
 	cfg, err := config.Load(os.Getenv("PQB_CONFIG"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	err = Run(ctx, cfg, Roles{WAN: "wan0", LAN: "lan0"}, Options{ResolvConf: os.Getenv("PQB_RESOLV"), Log: log})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return Run(ctx, cfg, Roles{WAN: "wan0", LAN: "lan0"}, Options{ResolvConf: os.Getenv("PQB_RESOLV"), Log: log})
 }
 
 // childDHCPServer serves 192.0.2.50/24 on wan0 with a one-minute lease to be
-// renewed every two seconds, and prints each message type it receives.
-func childDHCPServer() int {
+// renewed every two seconds, and prints each message type it receives, one
+// a line, until ctx ends.
+func childDHCPServer(ctx context.Context) error {
 	handler := func(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4) {
 		var reply dhcpv4.MessageType
 		switch m.MessageType() {
@@ -89,12 +69,11 @@ func childDHCPServer() int {
 	}
 	s, err := server4.NewServer("wan0", &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort}, handler)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
-	if err := s.Serve(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	context.AfterFunc(ctx, func() { s.Close() })
+	if err := s.Serve(); ctx.Err() == nil {
+		return err
 	}
-	return 0
+	return nil
 }

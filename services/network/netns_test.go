@@ -1,12 +1,10 @@
 package network
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,82 +31,15 @@ func newTopo(t *testing.T) *topo {
 	return &tp
 }
 
-// start runs a child role in ns until the test ends.
-func start(t *testing.T, ns *netns.NS, role string, env ...string) *output {
-	t.Helper()
-	cmd := ns.Command(context.Background(), os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
-	out := &output{}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &out.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			out.add(sc.Text())
-		}
-	}()
-	t.Cleanup(func() {
-		// `ip netns exec` passes the signal on; the service stops cleanly.
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", role, out.stderr.String())
-		}
-	})
-	return out
-}
-
-type output struct {
-	mu     sync.Mutex
-	lines  []string
-	stderr syncBuf
-}
-
-func (o *output) add(s string) {
-	o.mu.Lock()
-	o.lines = append(o.lines, s)
-	o.mu.Unlock()
-}
-
-func (o *output) count(s string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+// count is how many of out's lines are line.
+func count(out, line string) int {
 	n := 0
-	for _, l := range o.lines {
-		if l == s {
+	for _, l := range strings.Split(out, "\n") {
+		if l == line {
 			n++
 		}
 	}
 	return n
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // eventually polls check until it returns "" or the timeout passes.
@@ -175,9 +106,9 @@ func writeConfig(t *testing.T, wan string) (cfgPath, resolv string) {
 func TestDHCPWAN(t *testing.T) {
 	tp := newTopo(t)
 	cfgPath, resolv := writeConfig(t, `{"mode": "dhcp"}`)
-	dhcpd := start(t, tp.router, "dhcpd")
+	dhcpd := nstest.Start(t, tp.router, "dhcpd")
 	time.Sleep(200 * time.Millisecond) // let the server bind
-	start(t, tp.app, "network", "PQB_CONFIG="+cfgPath, "PQB_RESOLV="+resolv)
+	nstest.Start(t, tp.app, "network", "PQB_CONFIG="+cfgPath, "PQB_RESOLV="+resolv)
 
 	eventually(t, 15*time.Second, has(tp.app, "-4 addr show dev wan0", "inet 192.0.2.50/24"))
 	eventually(t, 5*time.Second, has(tp.app, "-4 route", "default via 192.0.2.1 dev wan0"))
@@ -191,15 +122,15 @@ func TestDHCPWAN(t *testing.T) {
 
 	// Renewal: T1 is two seconds, so REQUESTs keep coming without new
 	// DISCOVERs, and the address keeps its lease lifetime.
-	discovers := dhcpd.count("DISCOVER")
-	reqs := dhcpd.count("REQUEST")
+	discovers := count(dhcpd.Stdout(), "DISCOVER")
+	reqs := count(dhcpd.Stdout(), "REQUEST")
 	eventually(t, 10*time.Second, func() string {
-		if dhcpd.count("REQUEST") < reqs+2 {
+		if count(dhcpd.Stdout(), "REQUEST") < reqs+2 {
 			return "lease not renewed"
 		}
 		return ""
 	})
-	if dhcpd.count("DISCOVER") != discovers {
+	if count(dhcpd.Stdout(), "DISCOVER") != discovers {
 		t.Error("renewal started over with DISCOVER")
 	}
 	eventually(t, time.Second, has(tp.app, "-4 addr show dev wan0", "valid_lft 5", "inet 192.0.2.50/24"))
@@ -215,7 +146,7 @@ func TestDHCPWAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() string {
-		if dhcpd.count("DISCOVER") <= discovers {
+		if count(dhcpd.Stdout(), "DISCOVER") <= discovers {
 			return "no new DISCOVER after link up"
 		}
 		return ""
@@ -231,7 +162,7 @@ func TestStaticWAN(t *testing.T) {
 	if _, err := tp.app.Run(ctx, "ip", "addr", "add", "192.0.2.99/24", "dev", "wan0"); err != nil {
 		t.Fatal(err)
 	}
-	start(t, tp.app, "network", "PQB_CONFIG="+cfgPath, "PQB_RESOLV="+resolv)
+	nstest.Start(t, tp.app, "network", "PQB_CONFIG="+cfgPath, "PQB_RESOLV="+resolv)
 	eventually(t, 10*time.Second, has(tp.app, "-4 addr show dev wan0", "inet 192.0.2.10/24"))
 	eventually(t, 5*time.Second, has(tp.app, "-4 route", "default via 192.0.2.1 dev wan0"))
 	eventually(t, 5*time.Second, fileHas(resolv, "nameserver 192.0.2.53\n"))

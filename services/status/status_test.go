@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +17,7 @@ import (
 	"github.com/pqbranch/pqbranch/services/supervise"
 )
 
-func TestMain(m *testing.M) {
-	nstest.LockMainThread()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { nstest.Main(m, nil) }
 
 func sources() *Sources {
 	ring := logring.New(nil, 10)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,10 +13,7 @@ import (
 	"github.com/pqbranch/pqbranch/services/internal/nstest"
 )
 
-func TestMain(m *testing.M) {
-	nstest.LockMainThread()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { nstest.Main(m, nil) }
 
 const ntpEpochOffset = 2208988800
 
