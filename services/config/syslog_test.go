@@ -33,6 +33,7 @@ func TestSyslog(t *testing.T) {
 			want: SyslogSettings{Address: "198.19.0.10:514", Protocol: syslog.UDP, Facility: syslog.Local0, Level: slog.LevelInfo, Source: netip.MustParseAddr("198.18.1.1")}},
 		{name: "no server", syslog: map[string]any{"protocol": "udp"}, field: "log.syslog.server", expect: `expected the collector as "host" or "host:port"`},
 		{name: "bad port", syslog: map[string]any{"server": "192.0.2.50:70000"}, field: "log.syslog.server", expect: `expected "host" or "host:port" (port 1..65535), got "192.0.2.50:70000"`},
+		{name: "empty port", syslog: map[string]any{"server": "192.0.2.50:"}, field: "log.syslog.server", expect: `(port 1..65535), got "192.0.2.50:"`},
 		{name: "bad host", syslog: map[string]any{"server": "logs_example:514"}, field: "log.syslog.server", expect: `got "logs_example:514"`},
 		{name: "protocol", syslog: map[string]any{"server": "192.0.2.50", "protocol": "tls"}, field: "log.syslog.protocol", expect: `expected "udp" or "tcp", got "tls"`},
 		{name: "protocol case", syslog: map[string]any{"server": "192.0.2.50", "protocol": "UDP"}, field: "log.syslog.protocol", expect: `got "UDP"`},

@@ -147,12 +147,9 @@ func validHostname(s string) bool {
 func validServer(s string) bool {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		host, port = s, ""
-	}
-	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return false
-		}
+		host = s // no port: the default
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return false // "host:" too: net.Dial would take the empty port for 0
 	}
 	if _, err := netip.ParseAddr(host); err == nil {
 		return true

@@ -117,8 +117,10 @@ func openFAT(r io.ReaderAt, start, size int64) (*fatVolume, error) {
 			v.typ = FAT12
 		}
 	}
-	// The FAT must have an entry for every cluster.
-	if need := (clusters + 2) * map[FATType]int64{FAT12: 3, FAT16: 4, FAT32: 8}[v.typ] / 2; fatSectors*bps < need {
+	// The FAT must have an entry for every cluster (and cluster 0 and 1),
+	// the last FAT12 entry's second half byte included.
+	bits := map[FATType]int64{FAT12: 12, FAT16: 16, FAT32: 32}[v.typ]
+	if need := ((clusters+2)*bits + 7) / 8; fatSectors*bps < need {
 		return nil, fmt.Errorf("boot sector: a FAT of %d bytes for %d clusters, expected at least %d", fatSectors*bps, clusters, need)
 	}
 	if clusters > 0x0ffffff5 {

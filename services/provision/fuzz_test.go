@@ -33,21 +33,25 @@ func behindMBR(vol []byte) []byte {
 	return append(mbr, vol...)
 }
 
-// behindGPT puts a volume image into partition 2 of a GPT (entry 1 is
-// unused), at sector 4, behind a protective MBR.
-func behindGPT(vol []byte) []byte {
-	gpt := make([]byte, 4*512)
-	gpt[446+4] = 0xee
-	gpt[510], gpt[511] = 0x55, 0xaa
-	copy(gpt[512:], "EFI PART")
-	binary.LittleEndian.PutUint64(gpt[512+0x48:], 2)
-	binary.LittleEndian.PutUint32(gpt[512+0x50:], 4)
-	binary.LittleEndian.PutUint32(gpt[512+0x54:], 128)
-	e := gpt[1024+128:]
-	e[0] = 0xa2 // any non-zero type GUID
-	binary.LittleEndian.PutUint64(e[0x20:], 4)
-	binary.LittleEndian.PutUint64(e[0x28:], uint64(4+len(vol)/512-1))
-	return append(gpt, vol...)
+// behindGPT puts a volume image behind a protective MBR and a GPT of n
+// entries, right after the entries, as each of the partitions numbered
+// parts; the other entries are unused.
+func behindGPT(vol []byte, n int, parts ...int) []byte {
+	at := 2 + (n*128+511)/512
+	disk := make([]byte, at*512, at*512+len(vol))
+	disk[446+4] = 0xee
+	disk[510], disk[511] = 0x55, 0xaa
+	copy(disk[512:], "EFI PART")
+	binary.LittleEndian.PutUint64(disk[512+0x48:], 2)
+	binary.LittleEndian.PutUint32(disk[512+0x50:], uint32(n))
+	binary.LittleEndian.PutUint32(disk[512+0x54:], 128)
+	for _, i := range parts {
+		e := disk[1024+128*(i-1):]
+		e[0] = 0xa2 // any non-zero type GUID
+		binary.LittleEndian.PutUint64(e[0x20:], uint64(at))
+		binary.LittleEndian.PutUint64(e[0x28:], uint64(at+len(vol)/512-1))
+	}
+	return append(disk, vol...)
 }
 
 // fuzzDevice is the size of the device a fuzz input describes the start of.
@@ -64,7 +68,7 @@ func FuzzReadVolumes(f *testing.F) {
 		vol,
 		smallStick(f, Superfloppy, map[string][]byte{FileName: long, "other.txt": cfg}),
 		behindMBR(vol),
-		behindGPT(vol),
+		behindGPT(vol, 4, 2),
 	} {
 		f.Add(bytes.TrimRight(seed, "\x00"))
 	}
@@ -113,7 +117,7 @@ func TestPartitionTables(t *testing.T) {
 		where string
 	}{
 		{"mbr", behindMBR(vol), "partition 1"},
-		{"gpt", behindGPT(vol), "partition 2"},
+		{"gpt", behindGPT(vol, 4, 2), "partition 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := readVolumes(bytes.NewReader(tc.disk), int64(len(tc.disk)))
@@ -177,4 +181,36 @@ func TestCorruptChains(t *testing.T) {
 			t.Fatalf("a volume larger than its device was accepted: %+v", v)
 		}
 	})
+}
+
+// TestFAT12TooShort: a FAT12 table one half entry short of its clusters
+// (681 clusters plus the two reserved entries need 1024.5 bytes, the table
+// has 1024) is refused, as Linux refuses it: the last cluster's entry would
+// be read from beyond the table.
+func TestFAT12TooShort(t *testing.T) {
+	const fatSectors, clusters = 2, 681
+	// reserved sector, FAT, one sector of root directory, then the clusters
+	const total = 1 + fatSectors + 1 + clusters
+	for _, tc := range []struct {
+		fatSectors int
+		ok         bool
+	}{{fatSectors, false}, {fatSectors + 1, true}} {
+		dev := make([]byte, (total+tc.fatSectors-fatSectors)*512)
+		b := dev[:512]
+		binary.LittleEndian.PutUint16(b[0x0b:], 512)
+		b[0x0d] = 1 // sectors per cluster
+		binary.LittleEndian.PutUint16(b[0x0e:], 1)
+		b[0x10] = 1                                 // FATs
+		binary.LittleEndian.PutUint16(b[0x11:], 16) // root entries: one sector
+		binary.LittleEndian.PutUint16(b[0x13:], uint16(len(dev)/512))
+		b[0x15] = 0xf8
+		binary.LittleEndian.PutUint16(b[0x16:], uint16(tc.fatSectors))
+		v, err := openFAT(bytes.NewReader(dev), 0, int64(len(dev)))
+		if tc.ok && (err != nil || v.typ != FAT12 || v.clusters != clusters) {
+			t.Errorf("%d FAT sectors: %+v, %v; want FAT12 with %d clusters", tc.fatSectors, v, err, clusters)
+		}
+		if !tc.ok && err == nil {
+			t.Errorf("%d FAT sectors for %d clusters accepted", tc.fatSectors, clusters)
+		}
+	}
 }

@@ -213,33 +213,39 @@ func (p *Provisioner) hasUSB() bool {
 	return len(hubs) > 0
 }
 
-// scan returns the PQBRANCH volumes on the removable disks now present,
-// with their config files read.
+// scan returns the PQBRANCH volumes on the removable disks now present.
+// Only the first one's config file is read: more than one is refused
+// whatever they hold, and a hostile stick with 128 GPT partitions over one
+// PQBRANCH volume must not make the box hold 128 configs of MaxConfigSize.
 func (p *Provisioner) scan() []stick {
 	var sticks []stick
 	for _, name := range p.removable() {
-		sticks = append(sticks, p.scanDisk(name)...)
+		sticks = p.scanDisk(name, sticks)
 	}
 	return sticks
 }
 
-func (p *Provisioner) scanDisk(name string) []stick {
+// scanDisk appends the PQBRANCH volumes of disk name to sticks.
+func (p *Provisioner) scanDisk(name string, sticks []stick) []stick {
 	f, err := p.Open(name)
 	if err != nil { // e.g. a card reader with no card: ENOMEDIUM
 		p.Log.Debug("usb stick: cannot open", "svc", "provision", "device", name, "err", err)
-		return nil
+		return sticks
 	}
 	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil || size == 0 {
-		return nil
+		return sticks
 	}
-	var sticks []stick
 	for _, v := range readVolumes(f, size) {
-		if v.isStick() {
-			b, err := v.readConfig()
-			sticks = append(sticks, stick{device: volumeName(name, v), config: b, err: err})
+		if !v.isStick() {
+			continue
 		}
+		s := stick{device: volumeName(name, v)}
+		if len(sticks) == 0 {
+			s.config, s.err = v.readConfig()
+		}
+		sticks = append(sticks, s)
 	}
 	return sticks
 }

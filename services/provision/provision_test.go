@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -66,7 +67,6 @@ func (b *box) sysfs(name string, files map[string]string) {
 	}
 }
 
-// plug attaches an image as a removable disk.
 // plug attaches an image as a removable disk: the device opens before
 // sysfs lists it, as with the kernel.
 func (b *box) plug(name, image string) {
@@ -396,5 +396,44 @@ func TestUSBDiskNotMarkedRemovable(t *testing.T) {
 	}
 	if len(b.opened) != 1 || b.opened[0] != "sdd" {
 		t.Errorf("opened %v, want only sdd", b.opened)
+	}
+}
+
+// TestManyStickPartitions: a hostile stick whose GPT lists one PQBRANCH
+// volume holding a config of MaxConfigSize 128 times is refused as
+// ambiguous without the box reading (and holding) 128 configs.
+func TestManyStickPartitions(t *testing.T) {
+	vol, err := os.ReadFile(image(t, stickSpec{layout: Superfloppy, label: Label,
+		files: map[string][]byte{FileName: bytes.Repeat([]byte(" "), MaxConfigSize)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 128
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i + 1
+	}
+	disk := behindGPT(vol, n, all...)
+	img := filepath.Join(t.TempDir(), "hostile.img")
+	if err := os.WriteFile(img, disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := newBox(t)
+	b.plug("sdb", img)
+	p := b.provisioner()
+	p.defaults()
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	sticks := p.scan()
+	runtime.ReadMemStats(&after)
+	if len(sticks) != n {
+		t.Fatalf("%d sticks, want %d", len(sticks), n)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*MaxConfigSize {
+		t.Errorf("scanning allocated %d MiB, want at most 16 (one config, not %d)", alloc>>20, n)
+	}
+	if r := p.decide(sticks); r.Outcome != Rejected || !strings.Contains(r.Errors[0], "128 volumes labelled PQBRANCH") {
+		t.Errorf("got %v %q, want rejected as ambiguous", r.Outcome, r.Errors)
 	}
 }

@@ -2,8 +2,10 @@ package provision
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,10 +32,10 @@ func TestWriteStick(t *testing.T) {
 	if entry[4] != 0x0e {
 		t.Errorf("partition type %#x, want 0x0e (FAT16 LBA)", entry[4])
 	}
-	if start := le32(entry[8:]); start != 2048 {
+	if start := binary.LittleEndian.Uint32(entry[8:]); start != 2048 {
 		t.Errorf("partition starts at sector %d, want 2048", start)
 	}
-	if size := le32(entry[12:]); size != (StickSize-1<<20)/512 {
+	if size := binary.LittleEndian.Uint32(entry[12:]); size != (StickSize-1<<20)/512 {
 		t.Errorf("partition is %d sectors, want %d", size, (StickSize-1<<20)/512)
 	}
 	vbr := raw[1<<20 : 1<<20+512]
@@ -43,7 +45,7 @@ func TestWriteStick(t *testing.T) {
 	if got := string(vbr[0x2b:0x36]); got != "PQBRANCH   " {
 		t.Errorf("boot sector label %q, want PQBRANCH", got)
 	}
-	if hidden := le32(vbr[0x1c:]); hidden != 2048 {
+	if hidden := binary.LittleEndian.Uint32(vbr[0x1c:]); hidden != 2048 {
 		t.Errorf("hidden sectors %d, want 2048", hidden)
 	}
 
@@ -67,8 +69,8 @@ func TestWriteStick(t *testing.T) {
 	if err := WriteStick(again, make([]byte, MaxConfigSize+1)); err == nil {
 		t.Error("WriteStick took a config over MaxConfigSize")
 	}
-}
-
-func le32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	// Renaming over a device node would replace it, not write the stick.
+	if err := WriteStick(t.TempDir(), cfg); err == nil || !strings.Contains(err.Error(), "expected a regular file or none") {
+		t.Errorf("WriteStick over a directory: %v", err)
+	}
 }

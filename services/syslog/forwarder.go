@@ -309,7 +309,7 @@ func (s *sender) write(deadline time.Time) error {
 		return errors.New("the collector closed the connection")
 	default:
 	}
-	if err := s.conn.SetWriteDeadline(deadline); err != nil {
+	if err := s.conn.setWriteDeadline(deadline); err != nil {
 		return err
 	}
 	if _, err := s.conn.Write(s.frame); err != nil {
@@ -431,13 +431,15 @@ func (d Destination) dial(ctx context.Context) (net.Conn, error) {
 type conn struct {
 	net.Conn
 	dead    chan struct{}
+	ctx     context.Context
+	drain   time.Duration
 	stopCut func() bool
 }
 
 // newConn wraps c. When ctx ends, a write still blocked on a stalled
 // collector gets until drain to finish, not the whole WriteTimeout.
 func newConn(ctx context.Context, c net.Conn, p Protocol, drain time.Duration) *conn {
-	cn := &conn{Conn: c, dead: make(chan struct{})}
+	cn := &conn{Conn: c, dead: make(chan struct{}), ctx: ctx, drain: drain}
 	if p == TCP {
 		go func() {
 			defer close(cn.dead)
@@ -446,6 +448,19 @@ func newConn(ctx context.Context, c net.Conn, p Protocol, drain time.Duration) *
 	}
 	cn.stopCut = context.AfterFunc(ctx, func() { _ = c.SetWriteDeadline(time.Now().Add(drain)) })
 	return cn
+}
+
+// setWriteDeadline sets d, but once ctx has ended at most drain from now:
+// the cut may have run between the sender's look at ctx and this call, and
+// must not be undone by the full WriteTimeout.
+func (c *conn) setWriteDeadline(d time.Time) error {
+	if err := c.SetWriteDeadline(d); err != nil || c.ctx.Err() == nil {
+		return err
+	}
+	if cut := time.Now().Add(c.drain); cut.Before(d) {
+		return c.SetWriteDeadline(cut)
+	}
+	return nil
 }
 
 func (c *conn) close() {

@@ -420,3 +420,25 @@ func TestRunRejects(t *testing.T) {
 		t.Errorf("second Run: %v", err)
 	}
 }
+
+// TestStopRacingAWrite: when the context ends just before a write sets its
+// deadline (the cut already ran), the write still gets only DrainTimeout
+// against a stalled collector, not the whole WriteTimeout.
+func TestStopRacingAWrite(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	client, collector := net.Pipe() // a collector that never reads
+	defer collector.Close()
+	c := newConn(ctx, client, TCP, 50*time.Millisecond)
+	defer c.close()
+	cancel()
+	time.Sleep(50 * time.Millisecond) // the cut has run: the sender is past its look at ctx
+	f := NewForwarder(Options{WriteTimeout: 5 * time.Second})
+	s := &sender{f: f, d: Destination{Protocol: TCP}, log: slog.New(slog.DiscardHandler), conn: c, frame: []byte("1 x")}
+	begin := time.Now()
+	if err := s.write(begin.Add(f.opts.WriteTimeout)); err == nil {
+		t.Fatal("a write to a collector that never reads succeeded")
+	}
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("the write took %v after the context ended, want about DrainTimeout (50ms)", d)
+	}
+}

@@ -177,9 +177,10 @@ func (m *Message) Append(b []byte, limit int) []byte {
 	if m.Msg == "" {
 		return b
 	}
-	// MSG-ANY must not start with a BOM (that would make it MSG-UTF8), and
-	// a collector should not have to cope with invalid UTF-8.
-	msg := strings.ToValidUTF8(strings.TrimPrefix(m.Msg, "\uFEFF"), "\uFFFD")
+	// MSG-ANY must not start with a BOM (that would make it MSG-UTF8), so
+	// every leading one goes; a collector should not have to cope with
+	// invalid UTF-8.
+	msg := strings.ToValidUTF8(strings.TrimLeft(m.Msg, "\uFEFF"), "\uFFFD")
 	room := limit - (len(b) - start) - 1
 	if room <= 0 {
 		return b

@@ -49,6 +49,8 @@ func TestMessageFormat(t *testing.T) {
 			`<134>1 2026-11-30T07:19:53.123456Z bad_host dh_cp__ 1 - - tunnel established`},
 		{"BOM stripped from MSG", base(func(m *Message) { m.Msg = "\uFEFFhello" }),
 			`<134>1 2026-11-30T07:19:53.123456Z branch-7 tunnel 1 - - hello`},
+		{"every leading BOM stripped from MSG", base(func(m *Message) { m.Msg = "\uFEFF\uFEFFhello" }),
+			`<134>1 2026-11-30T07:19:53.123456Z branch-7 tunnel 1 - - hello`},
 		{"invalid UTF-8 in MSG", base(func(m *Message) { m.Msg = "a\xc3b" }),
 			"<134>1 2026-11-30T07:19:53.123456Z branch-7 tunnel 1 - - a\uFFFDb"},
 	}
