@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ func TestLostPeerOverMemoryBind(t *testing.T) {
 	var asked []BindConfig
 	const tries = 4
 	s, err := New(cfg, Options{
-		NewBind:        func(c BindConfig) (Bind, error) { asked = append(asked, c); return b, nil },
+		NewBind:        func(_ context.Context, c BindConfig) (Bind, error) { asked = append(asked, c); return b, nil },
 		Logger:         slog.New(slog.DiscardHandler),
 		RetransmitBase: 5 * time.Millisecond, RetransmitMax: 10 * time.Millisecond, RetransmitTries: tries,
 	})
@@ -78,6 +80,34 @@ func TestLostPeerOverMemoryBind(t *testing.T) {
 	}
 }
 
+// TestCancelledEstablishSendsNothing: the ctx of Establish reaches the
+// Bind, when it is opened and on every send, so a session stopped before
+// it started neither dials nor sends.
+func TestCancelledEstablishSendsNothing(t *testing.T) {
+	b, peer := bindtest.New(bindtest.DefaultAddrs)
+	cfg := &Config{LocalID: "branch1.example", RemoteID: "edge.example", Remote: bindtest.DefaultAddrs.Remote.String(),
+		Auth: "psk", PSK: NewSecret(testPSK), LocalSubnets: mustPrefixes("198.18.1.0/24"), RemoteSubnets: mustPrefixes("198.19.0.0/16")}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var dialCtxErr error
+	s := newSession(t, cfg, Options{
+		NewBind: func(ctx context.Context, _ BindConfig) (Bind, error) { dialCtxErr = ctx.Err(); return b, nil },
+		Logger:  slog.New(slog.DiscardHandler), RetransmitBase: time.Second,
+	})
+	if err := s.Establish(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Establish with a cancelled ctx = %v, want context.Canceled", err)
+	}
+	if !errors.Is(dialCtxErr, context.Canceled) {
+		t.Fatalf("NewBind got a ctx with error %v, want Establish's (cancelled)", dialCtxErr)
+	}
+	if n := peer.Pending(); n != 0 {
+		t.Fatalf("%d datagrams sent after the ctx was cancelled", n)
+	}
+	if _, err := DialUDP(ctx, BindConfig{Remote: bindtest.DefaultAddrs.Remote, RemoteNATPort: 4500}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("DialUDP with a cancelled ctx = %v, want context.Canceled", err)
+	}
+}
+
 // TestLossyPathInMemory is the unit-level twin of TestInteropLossyPath:
 // the in-process responder on an in-memory link that loses every third
 // datagram in each direction. Establishment, both our rekeys and a
@@ -112,7 +142,7 @@ func TestLossyPathInMemory(t *testing.T) {
 	cfg := tunnelConfig(r)
 	mem := xfrm.NewMemory()
 	s := newSession(t, cfg, Options{
-		NewBind:   func(BindConfig) (Bind, error) { return b, nil },
+		NewBind:   func(context.Context, BindConfig) (Bind, error) { return b, nil },
 		Installer: mem, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 		RetransmitBase: 20 * time.Millisecond, RetransmitMax: 80 * time.Millisecond, RetransmitTries: 8,
 	})
@@ -142,5 +172,80 @@ func TestLossyPathInMemory(t *testing.T) {
 	t.Logf("lost %d datagrams towards the session and %d towards the edge; %d retransmissions", lost[0], lost[1], st.Retransmits)
 	if lost[0] == 0 || lost[1] == 0 {
 		t.Fatalf("the link lost nothing in one direction (%v)", lost)
+	}
+}
+
+// TestUDPBindReceive: the appliance's Bind returns each datagram whole in a
+// slice of exactly its size, from an empty one to the largest UDP allows,
+// on the port it arrived at; an ICMP error is reported once, not again and
+// again; Close ends Receive with net.ErrClosed.
+func TestUDPBindReceive(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	edgeIKE, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edgeIKE.Close()
+	edgeNAT, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edgeNAT.Close()
+	remote := edgeIKE.LocalAddr().(*net.UDPAddr).AddrPort()
+	b, err := DialUDP(t.Context(), BindConfig{Remote: remote, RemoteNATPort: edgeNAT.LocalAddr().(*net.UDPAddr).AddrPort().Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, tc := range []struct {
+		natPort bool
+		size    int
+	}{{false, 0}, {false, 1}, {true, 1500}, {false, 65507}, {true, 65507}, {false, 200}} {
+		d := make([]byte, tc.size)
+		for i := range d {
+			d[i] = byte(i*7 + tc.size)
+		}
+		from := edgeIKE
+		if tc.natPort {
+			from = edgeNAT
+		}
+		if _, err := from.WriteToUDPAddrPort(d, b.LocalAddr(tc.natPort)); err != nil {
+			t.Fatal(err)
+		}
+		got, src, err := b.Receive(tc.natPort)
+		if err != nil || !bytes.Equal(got, d) || len(got) != cap(got) && tc.size > 0 || src != b.RemoteAddr(tc.natPort) {
+			t.Fatalf("%d bytes to NAT-T port %v: got %d bytes (cap %d, equal %v) from %v, %v",
+				tc.size, tc.natPort, len(got), cap(got), bytes.Equal(got, d), src, err)
+		}
+	}
+
+	// A port nobody listens on answers with ICMP port unreachable.
+	edgeNAT.Close()
+	if err := b.Send(t.Context(), true, []byte("to a closed port")); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 2)
+	go func() {
+		for range 2 {
+			_, _, err := b.Receive(true)
+			errc <- err
+		}
+	}()
+	select {
+	case err := <-errc:
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Receive after ICMP port unreachable: %v, want the transient error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no error from the ICMP port unreachable")
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("second Receive returned %v at once: the ICMP error was not consumed", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.Close()
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Receive after Close: %v, want net.ErrClosed", err)
 	}
 }

@@ -3,13 +3,10 @@ package ike
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/pqbranch/pqbranch/services/ike/message"
 )
 
 // Rekey collisions and the end of replaced Child SAs.
@@ -132,9 +129,7 @@ func (s *Session) pruneChildren(ctx context.Context, now time.Time) error {
 			c.deleteAt = time.Time{} // still the one in use (settled otherwise meanwhile)
 			continue
 		}
-		_, _, err := s.request(ctx, s.ike, message.INFORMATIONAL, []message.Payload{
-			&message.Delete{Protocol: message.ProtoESP, SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.spiIn)}},
-		})
+		err := s.deleteChild(ctx, c)
 		if slices.Contains(s.children, c) { // the edge may have deleted it meanwhile
 			if rerr := s.removeChild(ctx, c); rerr != nil {
 				s.log.Warn("removing replaced child SA", "spi_in", fmt.Sprintf("%08x", c.spiIn), "err", rerr)

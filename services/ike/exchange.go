@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/ike/message"
@@ -39,7 +40,7 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 			s.update(func(st *Status) { st.Retransmits++ })
 			s.log.Debug("retransmit", "request", what, "try", try+1)
 		}
-		if err := s.tr.send(dgs); err != nil {
+		if err := s.tr.send(ctx, dgs); err != nil {
 			s.log.Debug("send failed", "request", what, "err", err)
 		}
 		timer := time.NewTimer(timeout)
@@ -127,8 +128,8 @@ func (s *Session) requestTries(ctx context.Context, sa *ikeSA, exch message.Exch
 		return nil, nil, err
 	}
 	s.update(func(st *Status) { st.Exchanges++ })
-	s.log.Info("exchange", "type", exch.String(), "mid", mid, "request", message.Summary(payloads),
-		"response", message.Summary(resp.Payloads), "fragments", len(sealed.Datagrams), "rtt", time.Since(start).Round(time.Microsecond))
+	s.log.Info("exchange", "type", exch.String(), "mid", mid, "request", summary(payloads),
+		"response", summary(resp.Payloads), "fragments", len(sealed.Datagrams), "rtt", time.Since(start).Round(time.Microsecond))
 	return resp, sealed, nil
 }
 
@@ -184,6 +185,13 @@ func (s *Session) open(p packet, sa *ikeSA, parts *sk.Reassembler) (*sk.Decrypte
 	}
 	return parts.Add(d, frag)
 }
+
+// summary is a message's payloads in a log record, as message.Summary
+// writes them; it is only written out if the record is: the exchange
+// lines are at Info, which a quiet logger drops.
+type summary []message.Payload
+
+func (p summary) LogValue() slog.Value { return slog.StringValue(message.Summary(p)) }
 
 func (s *Session) drop(p packet, err error) {
 	s.update(func(st *Status) { st.Dropped++ })

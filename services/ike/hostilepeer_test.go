@@ -1,17 +1,22 @@
 package ike
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pqbranch/pqbranch/services/ike/bindtest"
 	"github.com/pqbranch/pqbranch/services/ike/ikeresp"
 	"github.com/pqbranch/pqbranch/services/ike/message"
 	"github.com/pqbranch/pqbranch/services/ike/xfrm"
@@ -540,5 +545,74 @@ func TestEdgeRekeyAddKENoneRefused(t *testing.T) {
 	}
 	if st := s.Status(); st.State != "established" || st.ChildRekeys+st.IKERekeys != 0 || len(mem.SAs()) != 2 {
 		t.Fatalf("status %+v, SAs %d", st, len(mem.SAs()))
+	}
+}
+
+// TestRepeatedDeleteOfRekeyedIKESA: the edge rekeys the IKE SA and deletes
+// the old one; our answer to that Delete is lost, so the edge repeats it.
+// The repeat gets the same answer again although we have let the old SA
+// go: otherwise the edge keeps it until it gives up retransmitting, as
+// TestInteropLossyPath saw charon do. (ikeresp itself forgets the old SA
+// when it sends the Delete; the test plays its retransmission.)
+func TestRepeatedDeleteOfRekeyedIKESA(t *testing.T) {
+	b, peer := bindtest.New(bindtest.DefaultAddrs)
+	r := ikeresp.NewMemory(ikeresp.Config{ID: "edge.example", PSK: []byte(testPSK), AddKE: []uint16{message.KE_MLKEM768}}, peer)
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan struct{})
+	go func() { r.Serve(ctx); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+	s, err := New(tunnelConfig(r), Options{
+		NewBind: func(context.Context, BindConfig) (Bind, error) { return b, nil },
+		Logger:  slog.New(slog.NewTextHandler(t.Output(), nil)), RetransmitBase: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	waitFor(t, "tunnel", func() bool { return s.Status().State == StateEstablished.String() })
+	oldSPIi, err := strconv.ParseUint(s.Status().SPIi, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The edge's INFORMATIONAL request on the old SA and our answers to it.
+	var mu sync.Mutex
+	var request []byte
+	var answers [][]byte
+	peer.SetLoss(func(toEdge bool, d bindtest.Datagram) bool {
+		h, err := message.ParseHeader(d.B)
+		if err != nil || h.SPIi != oldSPIi || h.Exchange != message.INFORMATIONAL {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case !toEdge && !h.IsResponse():
+			request = bytes.Clone(d.B)
+		case toEdge && h.IsResponse():
+			answers = append(answers, bytes.Clone(d.B))
+			return len(answers) == 1 // the first answer is lost
+		}
+		return false
+	})
+	seen := func() ([]byte, [][]byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		return request, slices.Clone(answers)
+	}
+	if err := r.RekeyIKE(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "our answer to the Delete of the old IKE SA", func() bool { _, a := seen(); return len(a) == 1 })
+	req, _ := seen()
+	if err := peer.Send(false, req); err != nil { // the edge's retransmission
+		t.Fatal(err)
+	}
+	waitFor(t, "the answer to the repeated Delete", func() bool { _, a := seen(); return len(a) == 2 })
+	if _, a := seen(); !bytes.Equal(a[0], a[1]) {
+		t.Fatal("the repeated Delete got another answer than the first")
+	}
+	if st := s.Status(); st.State != StateEstablished.String() || st.IKERekeys != 1 {
+		t.Fatalf("status %+v", st)
 	}
 }

@@ -32,7 +32,7 @@ type Options struct {
 	ESPInUDP      bool   // mark the NAT-T socket for kernel ESP-in-UDP decapsulation
 	// NewBind opens the ports of each attempt; nil: DialUDP. Tests pass an
 	// in-memory Bind (bindtest).
-	NewBind func(BindConfig) (Bind, error)
+	NewBind func(context.Context, BindConfig) (Bind, error)
 
 	RetransmitBase  time.Duration // first retransmission timeout, default 1s; doubles each time
 	RetransmitMax   time.Duration // longest gap between retransmissions, default 8s
@@ -232,6 +232,11 @@ type Session struct {
 	// rekey that lost (RFC 7296 2.8.2): kept until the edge deletes it, so
 	// that its Delete is answered.
 	redundant *ikeSA
+	// gone is the last IKE SA other than s.ike the edge deleted, its keys
+	// wiped: kept only so that a repeat of that Delete, when our answer
+	// was lost, gets the answer again (dispatch). Without it the edge
+	// keeps the SA until it gives up retransmitting.
+	gone *ikeSA
 
 	mu sync.Mutex
 	st Status
@@ -420,7 +425,7 @@ func (s *Session) teardown(ctx context.Context, notify bool) error {
 	s.ike.wipe()
 	s.old.wipe()
 	s.redundant.wipe()
-	s.ike, s.old, s.redundant, s.fatal = nil, nil, nil, nil
+	s.ike, s.old, s.redundant, s.gone, s.fatal = nil, nil, nil, nil, nil
 	s.state = StateDown
 	s.refreshStatus(ctx)
 	s.update(func(st *Status) { st.SPIi, st.SPIr = "", "" })

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -39,25 +40,23 @@ func newTransport(b Bind) *transport {
 
 func (t *transport) read(natPort bool) {
 	defer t.wg.Done()
-	buf := make([]byte, 65536)
 	for {
-		n, from, err := t.bind.Receive(natPort, buf)
+		b, from, err := t.bind.Receive(natPort)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // ICMP errors on a connected socket: the peer may come back
 		}
-		b := buf[:n]
 		if natPort {
 			// A lone 0xff is a NAT keepalive; anything not starting with the
 			// zero marker is ESP, which only the kernel should see.
-			if n < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
+			if len(b) < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
 				continue
 			}
 			b = b[4:]
 		}
-		p := packet{b: append([]byte(nil), b...), from: from, natPort: natPort}
+		p := packet{b: b, from: from, natPort: natPort}
 		select {
 		case t.in <- p:
 		default: // a flood must not block the reader; IKE retransmits
@@ -69,13 +68,13 @@ func (t *transport) read(natPort bool) {
 func (t *transport) float() { t.floated = true }
 
 // send writes each datagram to the current destination.
-func (t *transport) send(dgs [][]byte) error {
+func (t *transport) send(ctx context.Context, dgs [][]byte) error {
 	for _, d := range dgs {
 		n := len(d)
 		if t.floated {
 			d = append([]byte{0, 0, 0, 0}, d...)
 		}
-		if err := t.bind.Send(t.floated, d); err != nil {
+		if err := t.bind.Send(ctx, t.floated, d); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 		t.sent++

@@ -6,12 +6,11 @@
 // It imports nothing of ike (ike's own tests use it); a test hands it to
 // the session with
 //
-//	opt.NewBind = func(ike.BindConfig) (ike.Bind, error) { return b, nil }
+//	opt.NewBind = func(context.Context, ike.BindConfig) (ike.Bind, error) { return b, nil }
 package bindtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -88,10 +87,13 @@ func port(natPort bool) int {
 var errClosed = fmt.Errorf("bindtest: %w", net.ErrClosed)
 
 // Send queues b for the Peer; a full queue drops it silently, as UDP would.
-func (b *Bind) Send(natPort bool, d []byte) error {
+// Nothing is queued once ctx is done.
+func (b *Bind) Send(ctx context.Context, natPort bool, d []byte) error {
 	select {
 	case <-b.l.done:
 		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	default:
 	}
 	dg := Datagram{NATPort: natPort, B: append([]byte(nil), d...)}
@@ -105,17 +107,15 @@ func (b *Bind) Send(natPort bool, d []byte) error {
 	return nil
 }
 
-// Receive returns the Peer's next datagram to the port.
-func (b *Bind) Receive(natPort bool, buf []byte) (int, netip.AddrPort, error) {
+// Receive returns the Peer's next datagram to the port, the copy Peer.Send
+// made.
+func (b *Bind) Receive(natPort bool) ([]byte, netip.AddrPort, error) {
 	from := b.RemoteAddr(natPort)
 	select {
 	case <-b.l.done:
-		return 0, from, errClosed
+		return nil, from, errClosed
 	case d := <-b.l.toBind[port(natPort)]:
-		if len(d) > len(buf) {
-			return 0, from, errors.New("bindtest: datagram larger than the buffer")
-		}
-		return copy(buf, d), from, nil
+		return d, from, nil
 	}
 }
 

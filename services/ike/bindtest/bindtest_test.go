@@ -1,7 +1,6 @@
 package bindtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -13,9 +12,8 @@ import (
 func TestBothWays(t *testing.T) {
 	b, p := New(DefaultAddrs)
 	defer b.Close()
-	buf := make([]byte, 1500)
 	for _, nat := range []bool{false, true} {
-		if err := b.Send(nat, []byte("to edge")); err != nil {
+		if err := b.Send(t.Context(), nat, []byte("to edge")); err != nil {
 			t.Fatal(err)
 		}
 		d, err := p.Recv(t.Context())
@@ -25,9 +23,9 @@ func TestBothWays(t *testing.T) {
 		if err := p.Send(nat, []byte("to branch")); err != nil {
 			t.Fatal(err)
 		}
-		n, from, err := b.Receive(nat, buf)
-		if err != nil || string(buf[:n]) != "to branch" || from != b.RemoteAddr(nat) {
-			t.Fatalf("bind got %q from %v, %v", buf[:n], from, err)
+		d2, from, err := b.Receive(nat)
+		if err != nil || string(d2) != "to branch" || from != b.RemoteAddr(nat) {
+			t.Fatalf("bind got %q from %v, %v", d2, from, err)
 		}
 	}
 	// The other port has nothing: a datagram arrives only on its own port.
@@ -36,9 +34,9 @@ func TestBothWays(t *testing.T) {
 	}
 	got := make(chan []byte, 1)
 	go func() {
-		n, _, err := b.Receive(false, buf)
+		d, _, err := b.Receive(false)
 		if err == nil {
-			got <- bytes.Clone(buf[:n])
+			got <- d
 		}
 		close(got)
 	}()
@@ -58,12 +56,12 @@ func TestBothWays(t *testing.T) {
 // readable.
 func TestClose(t *testing.T) {
 	b, p := New(DefaultAddrs)
-	if err := b.Send(false, []byte("last words")); err != nil {
+	if err := b.Send(t.Context(), false, []byte("last words")); err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := b.Receive(false, make([]byte, 10))
+		_, _, err := b.Receive(false)
 		errc <- err
 	}()
 	b.Close()
@@ -71,7 +69,7 @@ func TestClose(t *testing.T) {
 	if err := <-errc; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Receive after Close: %v", err)
 	}
-	if err := b.Send(false, []byte("x")); !errors.Is(err, net.ErrClosed) {
+	if err := b.Send(t.Context(), false, []byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Send after Close: %v", err)
 	}
 	if err := p.Send(false, []byte("x")); !errors.Is(err, net.ErrClosed) || !p.Closed() {
@@ -87,6 +85,19 @@ func TestClose(t *testing.T) {
 	}
 }
 
+// TestSendAfterContextDone: a Send whose ctx is done queues nothing.
+func TestSendAfterContextDone(t *testing.T) {
+	b, p := New(DefaultAddrs)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := b.Send(ctx, false, []byte("late")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Send with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if n := p.Pending(); n != 0 {
+		t.Fatalf("%d datagrams queued by a cancelled Send", n)
+	}
+}
+
 // A full queue drops, as a socket buffer does, instead of blocking the
 // sender; the data of a datagram is copied, not aliased.
 func TestFullQueueDrops(t *testing.T) {
@@ -94,7 +105,7 @@ func TestFullQueueDrops(t *testing.T) {
 	defer b.Close()
 	d := []byte("0")
 	for range queueLen + 10 {
-		if err := b.Send(false, d); err != nil {
+		if err := b.Send(t.Context(), false, d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,7 +128,7 @@ func TestLoss(t *testing.T) {
 		return string(d.B) == "lose"
 	})
 	for _, s := range []string{"lose", "keep"} {
-		if err := b.Send(false, []byte(s)); err != nil {
+		if err := b.Send(t.Context(), false, []byte(s)); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Send(false, []byte(s)); err != nil {
@@ -127,15 +138,14 @@ func TestLoss(t *testing.T) {
 	if d, _ := p.Recv(t.Context()); string(d.B) != "keep" || p.Pending() != 0 {
 		t.Fatalf("edge got %q and %d more, want only %q", d.B, p.Pending(), "keep")
 	}
-	buf := make([]byte, 10)
-	if n, _, _ := b.Receive(false, buf); string(buf[:n]) != "keep" {
-		t.Fatalf("session got %q, want %q", buf[:n], "keep")
+	if d, _, _ := b.Receive(false); string(d) != "keep" {
+		t.Fatalf("session got %q, want %q", d, "keep")
 	}
 	if want := []bool{true, false, true, false}; !slices.Equal(seen, want) {
 		t.Fatalf("loss saw directions %v, want %v", seen, want)
 	}
 	p.SetLoss(nil)
-	if err := b.Send(false, []byte("lose")); err != nil || p.Pending() != 1 {
+	if err := b.Send(t.Context(), false, []byte("lose")); err != nil || p.Pending() != 1 {
 		t.Fatalf("with no loss: %v, %d pending", err, p.Pending())
 	}
 }

@@ -297,20 +297,27 @@ func (r *Responder) read(c *net.UDPConn, natPort bool) {
 }
 
 // serveMemory answers what the initiator sends over the in-memory link
-// until ctx ends or the initiator closes its end.
+// until ctx ends.
 func (r *Responder) serveMemory(ctx context.Context) {
-	a := r.mem.Addrs()
 	for {
 		d, err := r.mem.Recv(ctx)
 		if err != nil {
 			return
 		}
-		from := a.Local
-		if d.NATPort {
-			from = a.LocalNAT
-		}
-		r.receive(d.B, from, d.NATPort)
+		r.Receive(d)
 	}
+}
+
+// Receive handles one datagram the initiator sent over the in-memory link
+// of NewMemory, as Serve does. A benchmark that reads the link itself
+// calls it to time the responder's share of each exchange.
+func (r *Responder) Receive(d bindtest.Datagram) {
+	a := r.mem.Addrs()
+	from := a.Local
+	if d.NATPort {
+		from = a.LocalNAT
+	}
+	r.receive(d.B, from, d.NATPort)
 }
 
 // receive handles one datagram as it arrived on a port.

@@ -53,11 +53,17 @@ func (p PRF) Plus(key, seed []byte, n int) []byte {
 	if n > 255*p.Size() {
 		panic("keys: prf+ output longer than 255 blocks") // a programming error, never peer-controlled
 	}
-	out := make([]byte, 0, n+p.Size())
+	// One HMAC, reset for each block, keyed (its pads hashed) once.
+	m := hmac.New(p.h, key)
+	out := make([]byte, 0, n+m.Size())
 	var t []byte
 	for i := byte(1); len(out) < n; i++ {
-		t = p.Sum(key, t, seed, []byte{i})
-		out = append(out, t...)
+		m.Reset()
+		m.Write(t)
+		m.Write(seed)
+		m.Write([]byte{i})
+		out = m.Sum(out)
+		t = out[len(out)-m.Size():]
 	}
 	return out[:n]
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -12,6 +13,211 @@ import (
 	"github.com/pqbranch/pqbranch/services/ike/keys"
 	"github.com/pqbranch/pqbranch/services/ike/message"
 )
+
+// CREATE_CHILD_SA and its IKE_FOLLOWUP_KE exchanges (RFC 7296 1.3, 2.8,
+// RFC 9370 2.2.4), both ways: our rekeys of the Child SA (rekeyChild) and
+// of the IKE SA (rekeyIKE), and our answers to the edge's (answerCreate,
+// answerFollowupKE). Collisions between the two are settled in
+// collision.go.
+
+// rekeyChild replaces c with a new Child SA from a fresh hybrid exchange
+// (CREATE_CHILD_SA + IKE_FOLLOWUP_KE), installing the new SAs before the
+// old ones are deleted.
+func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
+	sa := s.ike
+	s.rekeying = ourRekeyChild // an edge's rekey of c now collides (collision.go)
+	defer func() { s.rekeying = ourRekeyNone }()
+	spi := s.newESPSPI()
+	ni := s.random(nonceLen)
+	ke, err := kex.NewInitiator(sa.suite.ke, s.opt.Rand)
+	if err != nil {
+		return err
+	}
+	prop := s.pol.rekeyProposal(message.ProtoESP, binary.BigEndian.AppendUint32(nil, spi), suite{encrBits: c.encrBits, ke: sa.suite.ke, addke: sa.suite.addke})
+	resp, _, err := s.request(ctx, sa, message.CREATE_CHILD_SA, []message.Payload{
+		&message.Notify{Protocol: message.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, c.spiIn), NotifyType: message.REKEY_SA},
+		&message.SA{Proposals: []message.Proposal{prop}},
+		&message.Nonce{Data: ni},
+		&message.KE{Group: sa.suite.ke, Data: ke.Public()},
+		s.selectors(false, c.local), s.selectors(true, c.remote),
+	})
+	if err != nil {
+		return fmt.Errorf("child SA rekey: %w", err)
+	}
+	cs, peerSPI, shared, nr, err := s.completeCreate(ctx, sa, resp.Payloads, prop, ke)
+	if err != nil {
+		return fmt.Errorf("child SA rekey: %w", err)
+	}
+	nc, err := s.newChild(resp.Payloads, spi, peerSPI, cs)
+	if err != nil {
+		return fmt.Errorf("child SA rekey: %w", err)
+	}
+	nc.rekeyOf, nc.ours, nc.ni, nc.nr = c, true, ni, nr
+	s.deriveChild(nc, sa, shared, ni, nr, true)
+	keys.WipeAll(shared...)
+	if err := s.installChild(ctx, nc); err != nil {
+		return fmt.Errorf("child SA rekey: %w", err)
+	}
+	s.update(func(st *Status) { st.ChildRekeys++ })
+	// The edge's rekey of c, if half done, finishes first: both ends must
+	// settle the collision on the same four nonces.
+	if pc := sa.peerCreate; pc != nil && pc.old == c {
+		if err := s.awaitPeerCreate(ctx, sa); err != nil {
+			return fmt.Errorf("child SA rekey: %w", err)
+		}
+	}
+	s.settleChildRekey(c)
+	// Break only after make: the old SA kept carrying traffic until here.
+	if err := s.pruneChildren(ctx, time.Now()); err != nil {
+		return fmt.Errorf("child SA rekey: %w", err)
+	}
+	return nil
+}
+
+// rekeyIKE replaces the IKE SA through CREATE_CHILD_SA with a fresh hybrid
+// exchange, moves the Child SAs over and then deletes the old IKE SA.
+func (s *Session) rekeyIKE(ctx context.Context) error {
+	old := s.ike
+	s.rekeying = ourRekeyIKE // an edge's rekey of old now collides (collision.go)
+	defer func() { s.rekeying = ourRekeyNone }()
+	spii := s.newIKESPI()
+	ni := s.random(nonceLen)
+	ke, err := kex.NewInitiator(old.suite.ke, s.opt.Rand)
+	if err != nil {
+		return err
+	}
+	prop := s.pol.rekeyProposal(message.ProtoIKE, binary.BigEndian.AppendUint64(nil, spii), old.suite)
+	resp, _, err := s.request(ctx, old, message.CREATE_CHILD_SA, []message.Payload{
+		&message.SA{Proposals: []message.Proposal{prop}},
+		&message.Nonce{Data: ni},
+		&message.KE{Group: old.suite.ke, Data: ke.Public()},
+	})
+	if err != nil {
+		return fmt.Errorf("IKE SA rekey: %w", err)
+	}
+	ns, peerSPI, shared, nr, err := s.completeCreate(ctx, old, resp.Payloads, prop, ke)
+	if err != nil {
+		return fmt.Errorf("IKE SA rekey: %w", err)
+	}
+	spir := binary.BigEndian.Uint64(peerSPI)
+	if spir == 0 {
+		return fmt.Errorf("IKE SA rekey: responder SPI is zero")
+	}
+	// SKEYSEED with the old SA's PRF, the key material with the new one.
+	seed := keys.SKEYSEEDRekey(old.suite.prf, old.keys.D, shared, ni, nr)
+	sa := &ikeSA{spii: spii, spir: spir, suite: ns, ni: ni, nr: nr, fragments: old.fragments}
+	err = sa.setKeys(keys.Derive(ns.prf, seed, ni, nr, spii, spir, keys.Lengths{Enc: ns.encKeyLen()}))
+	keys.WipeAll(append(shared, seed)...)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	sa.created, sa.rekeyAt = now, now.Add(s.jitter(s.ikeLife*9/10))
+	// The edge's rekey of old, if half done, finishes first: both ends
+	// must settle the collision on the same four nonces (RFC 7296 2.8.2).
+	if err := s.awaitPeerCreate(ctx, old); err != nil {
+		sa.wipe()
+		return fmt.Errorf("IKE SA rekey: %w", err)
+	}
+	if theirs := s.ike; theirs != old {
+		// The edge rekeyed old too; its new IKE SA is s.ike, old is s.old.
+		if oursLoses(ni, nr, theirs.ni, theirs.nr) {
+			// Ours is redundant: we delete it; the edge, whose SA
+			// survives with the Child SAs, deletes old.
+			s.log.Info("simultaneous IKE SA rekey: ours has the lowest nonce and goes", "spi_i", fmt.Sprintf("%016x", sa.spii))
+			s.deleteIKE(ctx, sa)
+			sa.wipe()
+			return nil
+		}
+		// The edge's is redundant: it deletes it (we keep answering on it
+		// until then), we delete old, and the Child SAs stay with ours.
+		s.log.Info("simultaneous IKE SA rekey: the edge's has the lowest nonce; ours survives", "spi_i", fmt.Sprintf("%016x", sa.spii))
+		s.redundant.wipe()
+		s.redundant = theirs
+		s.ike = sa
+		s.deleteIKE(ctx, old)
+		if s.old == old {
+			old.wipe()
+			s.old = nil
+		}
+	} else {
+		s.ike, s.old = sa, old
+		s.deleteIKE(ctx, old)
+		old.wipe()
+		s.old = nil
+	}
+	s.update(func(st *Status) {
+		st.IKERekeys++
+		st.KE, st.AddKE, st.Encr, st.PRF = kex.Name(ns.ke), ns.addkeNames(), ns.encrName(), ns.prf.Name
+	})
+	s.refreshStatus(ctx)
+	return nil
+}
+
+// completeCreate validates a CREATE_CHILD_SA response, completes KE(0) and
+// runs the IKE_FOLLOWUP_KE exchanges for the additional key exchanges.
+// It returns the negotiated suite, the responder's SPI and SK(0..n).
+func (s *Session) completeCreate(ctx context.Context, sa *ikeSA, resp []message.Payload, prop message.Proposal, ke kex.Initiator) (suite, []byte, [][]byte, []byte, error) {
+	if n := message.FirstError(resp); n != nil {
+		return suite{}, nil, nil, nil, &ErrRefused{Exchange: message.CREATE_CHILD_SA, Notify: n.NotifyType}
+	}
+	cs, peerSPI, err := s.pol.selectSuite(message.Find[*message.SA](resp), prop)
+	if err != nil {
+		return suite{}, nil, nil, nil, err
+	}
+	nonce := message.Find[*message.Nonce](resp)
+	kr := message.Find[*message.KE](resp)
+	if nonce == nil || kr == nil || kr.Group != cs.ke {
+		return suite{}, nil, nil, nil, errors.New("response lacks nonce or matching KE payload")
+	}
+	if err := checkNonce(sa.suite.prf, nonce.Data); err != nil {
+		return suite{}, nil, nil, nil, err
+	}
+	shared0, err := ke.Complete(kr.Data)
+	if err != nil {
+		return suite{}, nil, nil, nil, err
+	}
+	shared := [][]byte{shared0}
+	link := message.FindNotify(resp, message.ADDITIONAL_KEY_EXCHANGE)
+	for i, method := range cs.addke {
+		if link == nil {
+			return suite{}, nil, nil, nil, fmt.Errorf("no ADDITIONAL_KEY_EXCHANGE link for ADDKE%d", i+1)
+		}
+		ss, next, err := s.followupKE(ctx, sa, method, link.Data)
+		if err != nil {
+			return suite{}, nil, nil, nil, fmt.Errorf("IKE_FOLLOWUP_KE %d: %w", i+1, err)
+		}
+		shared, link = append(shared, ss), next
+	}
+	return cs, peerSPI, shared, nonce.Data, nil
+}
+
+// followupKE runs one IKE_FOLLOWUP_KE exchange (RFC 9370 2.2.4).
+func (s *Session) followupKE(ctx context.Context, sa *ikeSA, method uint16, link []byte) ([]byte, *message.Notify, error) {
+	ke, err := kex.NewInitiator(method, s.opt.Rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, _, err := s.request(ctx, sa, message.IKE_FOLLOWUP_KE, []message.Payload{
+		&message.KE{Group: method, Data: ke.Public()},
+		&message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: link},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := message.FirstError(resp.Payloads); n != nil {
+		return nil, nil, &ErrRefused{Exchange: message.IKE_FOLLOWUP_KE, Notify: n.NotifyType}
+	}
+	kr := message.Find[*message.KE](resp.Payloads)
+	if kr == nil || kr.Group != method {
+		return nil, nil, fmt.Errorf("response lacks a %s KE payload", kex.Name(method))
+	}
+	ss, err := ke.Complete(kr.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ss, message.FindNotify(resp.Payloads, message.ADDITIONAL_KEY_EXCHANGE), nil
+}
 
 // Rekeys the edge starts. We are the responder of these exchanges:
 //
