@@ -88,8 +88,8 @@ type Result struct {
 	// Errors say why a stick's config was rejected or not installed: the
 	// validator's messages, with the field path of each problem.
 	Errors []string `json:"errors,omitempty"`
-	// Waited is how long the check took, nearly all of it waiting for USB
-	// devices to appear.
+	// Waited is how long the check took by the Provisioner's Clock, nearly
+	// all of it waiting for USB devices to appear.
 	Waited Duration  `json:"waited"`
 	At     time.Time `json:"at"`
 }
@@ -124,8 +124,25 @@ type Provisioner struct {
 	Default []byte
 	// Settle bounds the wait for USB mass storage at boot. Default 5s.
 	Settle time.Duration
-	Log    *slog.Logger
+	// Clock is what Run waits on and measures Waited and At with. Default
+	// (nil): the real clock; tests pass a virtual one so that the wait is
+	// exact and takes no time.
+	Clock Clock
+	Log   *slog.Logger
 }
+
+// Clock is the time source of Run's wait for USB devices.
+type Clock interface {
+	Now() time.Time
+	// After is like time.After: its channel receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// realClock is the wall clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // DefaultSettle is how long Run waits for a USB stick to enumerate.
 const DefaultSettle = 5 * time.Second
@@ -151,6 +168,9 @@ func (p *Provisioner) defaults() {
 	if p.Settle == 0 {
 		p.Settle = DefaultSettle
 	}
+	if p.Clock == nil {
+		p.Clock = realClock{}
+	}
 	if p.Log == nil {
 		p.Log = slog.New(slog.DiscardHandler)
 	}
@@ -168,10 +188,11 @@ type stick struct {
 // logs the outcome and returns it. Call it before the config is loaded.
 func (p *Provisioner) Run(ctx context.Context) Result {
 	p.defaults()
-	start := time.Now()
+	start := p.Clock.Now()
 	sticks := p.wait(ctx)
 	r := p.decide(sticks)
-	r.Waited, r.At = Duration(time.Since(start).Round(time.Millisecond)), time.Now()
+	end := p.Clock.Now()
+	r.Waited, r.At = Duration(end.Sub(start).Round(time.Millisecond)), end
 	p.log(r)
 	return r
 }
@@ -186,22 +207,23 @@ func (p *Provisioner) Run(ctx context.Context) Result {
 // is not kept waiting.
 func (p *Provisioner) wait(ctx context.Context) []stick {
 	usb := p.hasUSB()
-	deadline := time.Now().Add(p.Settle)
+	deadline := p.Clock.Now().Add(p.Settle)
 	var seen time.Time // when the first stick appeared
 	for {
 		sticks := p.scan()
+		now := p.Clock.Now()
 		if len(sticks) > 0 && seen.IsZero() {
-			seen = time.Now()
+			seen = now
 		}
 		if !usb || // nothing more can appear
-			(!seen.IsZero() && time.Since(seen) >= secondLook) ||
-			(seen.IsZero() && !time.Now().Before(deadline)) {
+			(!seen.IsZero() && now.Sub(seen) >= secondLook) ||
+			(seen.IsZero() && !now.Before(deadline)) {
 			return sticks
 		}
 		select {
 		case <-ctx.Done():
 			return sticks
-		case <-time.After(pollEvery):
+		case <-p.Clock.After(pollEvery):
 		}
 	}
 }

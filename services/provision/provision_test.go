@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,8 +35,7 @@ func site(t testing.TB, serial int64) []byte {
 type box struct {
 	t      *testing.T
 	sys    string
-	cfg    string // the installed config's path
-	mu     sync.Mutex
+	cfg    string            // the installed config's path
 	images map[string]string // device name -> image file
 	opened []string
 }
@@ -70,9 +69,7 @@ func (b *box) sysfs(name string, files map[string]string) {
 // plug attaches an image as a removable disk: the device opens before
 // sysfs lists it, as with the kernel.
 func (b *box) plug(name, image string) {
-	b.mu.Lock()
 	b.images[name] = image
-	b.mu.Unlock()
 	b.sysfs(name, map[string]string{"removable": "1"})
 }
 
@@ -93,9 +90,8 @@ func (b *box) provisioner() *Provisioner {
 		Sys:        b.sys,
 		ConfigPath: b.cfg,
 		Settle:     5 * time.Second,
+		Clock:      newFakeClock(),
 		Open: func(name string) (*os.File, error) {
-			b.mu.Lock()
-			defer b.mu.Unlock()
 			b.opened = append(b.opened, name)
 			img, ok := b.images[name]
 			if !ok {
@@ -293,59 +289,140 @@ func TestInstallFailureKeepsConfig(t *testing.T) {
 	}
 }
 
+// fakeClock is virtual time for Run's wait: After advances it at once to
+// the timer's expiry, doing on the way the things the test scheduled, so a
+// wait takes no real time and ends at an exact virtual time. Run uses its
+// Clock from one goroutine, and so does the fake.
+type fakeClock struct {
+	start, now time.Time
+	events     []fakeEvent // in time order
+	afters     int         // After calls: how many times Run waited
+}
+
+// fakeEvent is something that happens at a virtual time.
+type fakeEvent struct {
+	at time.Duration // since the clock was made
+	do func()
+	// wakes: do makes the waiter's other select case ready (it cancels the
+	// ctx), so the wait ends at at, and the pending timer must not fire: a
+	// wait that ignored ctx would block there until go test's -timeout.
+	wakes bool
+}
+
+func newFakeClock() *fakeClock {
+	t := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	return &fakeClock{start: t, now: t}
+}
+
+// at schedules do at virtual time d.
+func (c *fakeClock) at(d time.Duration, wakes bool, do func()) {
+	c.events = append(c.events, fakeEvent{at: d, do: do, wakes: wakes})
+	slices.SortStableFunc(c.events, func(a, b fakeEvent) int { return int(a.at - b.at) })
+}
+
+func (c *fakeClock) Now() time.Time { return c.now }
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.afters++
+	due := c.now.Add(d)
+	for len(c.events) > 0 {
+		e := c.events[0]
+		at := c.start.Add(e.at)
+		if at.After(due) {
+			break
+		}
+		c.events = c.events[1:]
+		c.now = at
+		e.do()
+		if e.wakes {
+			return make(chan time.Time) // never fires: ctx.Done ends the wait now
+		}
+	}
+	c.now = due
+	fired := make(chan time.Time, 1)
+	fired <- due
+	return fired
+}
+
 // TestWaitsForUSB: with a USB host controller, a stick that enumerates a
-// moment after boot is found; without one, Run does not wait at all; with
-// one and no stick, it waits Settle and no longer.
+// moment after boot is found at the next poll, and Run then looks one more
+// second for a second stick; without one, Run does not wait at all; with
+// one and no stick, it waits Settle and no longer; a cancelled ctx ends the
+// wait. The times are virtual (fakeClock), so they are exact.
 func TestWaitsForUSB(t *testing.T) {
-	t.Run("stick appears late", func(t *testing.T) {
-		b := newBox(t)
-		b.install(site(t, 1))
-		b.usbControllers()
-		img := stickWith(t, site(t, 2))
-		go func() {
-			time.Sleep(600 * time.Millisecond)
-			b.plug("sda", img)
-		}()
-		p := b.provisioner()
-		p.Settle = 3 * time.Second
-		r := p.Run(context.Background())
-		if r.Outcome != Installed {
-			t.Fatalf("got %v %q, want installed", r.Outcome, r.Errors)
-		}
-		// Found at 0.6 s, then one more second for a second stick.
-		if w := time.Duration(r.Waited); w < 1600*time.Millisecond || w > 2500*time.Millisecond {
-			t.Errorf("waited %v, want about 1.6s", r.Waited)
-		}
-	})
-	t.Run("no USB controller", func(t *testing.T) {
-		b := newBox(t)
-		p := b.provisioner()
-		r := p.Run(context.Background())
-		if r.Outcome != NoStick || time.Duration(r.Waited) > 200*time.Millisecond {
-			t.Errorf("got %v after %v, want no-stick at once", r.Outcome, r.Waited)
-		}
-	})
-	t.Run("USB controller, no stick", func(t *testing.T) {
-		b := newBox(t)
-		b.usbControllers()
-		p := b.provisioner()
-		p.Settle = 700 * time.Millisecond
-		r := p.Run(context.Background())
-		if w := time.Duration(r.Waited); r.Outcome != NoStick || w < 700*time.Millisecond || w > 1500*time.Millisecond {
-			t.Errorf("got %v after %v, want no-stick after 0.7s", r.Outcome, r.Waited)
-		}
-	})
-	t.Run("cancelled", func(t *testing.T) {
-		b := newBox(t)
-		b.usbControllers()
-		p := b.provisioner()
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		r := p.Run(ctx)
-		if r.Outcome != NoStick || time.Duration(r.Waited) > 1500*time.Millisecond {
-			t.Errorf("got %v after %v, want no-stick soon after the cancel", r.Outcome, r.Waited)
-		}
-	})
+	tests := []struct {
+		name     string
+		usb      bool                     // a USB host controller is bound
+		settle   time.Duration            // 0: the box's 5 s
+		plug     map[time.Duration]string // virtual time -> device a stick appears on (0: present at boot)
+		cancelAt time.Duration            // 0: never
+		want     Outcome
+		device   string
+		waited   time.Duration
+	}{
+		// Polls at 0, 250, 500 ms find nothing; the one at 750 finds
+		// the stick, then four more polls look for a second one.
+		{name: "stick appears late", usb: true, settle: 3 * time.Second, plug: map[time.Duration]string{600 * time.Millisecond: "sda"},
+			want: Installed, device: "sda1", waited: 750*time.Millisecond + secondLook},
+		{name: "a second stick during the second look is seen", usb: true, settle: 3 * time.Second,
+			plug: map[time.Duration]string{600 * time.Millisecond: "sda", 1600 * time.Millisecond: "sdb"},
+			want: Rejected, device: "sda1,sdb1", waited: 750*time.Millisecond + secondLook},
+		{name: "a stick after the second look is not", usb: true, settle: 3 * time.Second,
+			plug: map[time.Duration]string{600 * time.Millisecond: "sda", 1800 * time.Millisecond: "sdb"},
+			want: Installed, device: "sda1", waited: 750*time.Millisecond + secondLook},
+		{name: "stick present at boot", usb: true, plug: map[time.Duration]string{0: "sda"},
+			want: Installed, device: "sda1", waited: secondLook},
+		{name: "no USB controller", plug: map[time.Duration]string{600 * time.Millisecond: "sda"}, want: NoStick},
+		{name: "no USB controller, stick present at boot", plug: map[time.Duration]string{0: "sda"}, want: Installed, device: "sda1"},
+		// Settle ends at the first poll at or after it.
+		{name: "USB controller, no stick", usb: true, settle: 700 * time.Millisecond, want: NoStick, waited: 750 * time.Millisecond},
+		{name: "USB controller, no stick, default settle", usb: true, settle: DefaultSettle, want: NoStick, waited: DefaultSettle},
+		{name: "cancelled", usb: true, cancelAt: 300 * time.Millisecond, want: NoStick, waited: 300 * time.Millisecond},
+		{name: "cancelled during the second look keeps the stick", usb: true, plug: map[time.Duration]string{0: "sda"}, cancelAt: 400 * time.Millisecond,
+			want: Installed, device: "sda1", waited: 400 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBox(t)
+			b.install(site(t, 1))
+			if tc.usb {
+				b.usbControllers()
+			}
+			clock := newFakeClock()
+			for at, dev := range tc.plug {
+				img := stickWith(t, site(t, 2))
+				if at == 0 {
+					b.plug(dev, img)
+					continue
+				}
+				clock.at(at, false, func() { b.plug(dev, img) })
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancelAt > 0 {
+				clock.at(tc.cancelAt, true, cancel)
+			}
+			p := b.provisioner()
+			p.Clock = clock
+			if tc.settle != 0 {
+				p.Settle = tc.settle
+			}
+			r := p.Run(ctx)
+
+			if r.Outcome != tc.want || r.Device != tc.device {
+				t.Fatalf("got %v device %q (errors %q), want %v device %q", r.Outcome, r.Device, r.Errors, tc.want, tc.device)
+			}
+			if w := time.Duration(r.Waited); w != tc.waited {
+				t.Errorf("waited %v, want %v", w, tc.waited)
+			}
+			if !r.At.Equal(clock.start.Add(tc.waited)) {
+				t.Errorf("at %v, want the clock's %v", r.At, clock.start.Add(tc.waited))
+			}
+			if !tc.usb && clock.afters != 0 {
+				t.Errorf("waited %d times with no USB controller, want none", clock.afters)
+			}
+		})
+	}
 }
 
 // TestResultJSON pins the status section's shape.
