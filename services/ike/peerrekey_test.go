@@ -272,8 +272,10 @@ func TestReplacedChildrenPruned(t *testing.T) {
 		if err := r.RekeyChild(); err != nil {
 			t.Fatal(err)
 		}
+		// Status too: it is refreshed once the prune is done, just
+		// after the kernel's SAs go.
 		waitFor(t, fmt.Sprintf("edge's rekey %d and our prune", i), func() bool {
-			return r.Stats().OwnChildRekeys == i && len(r.Stats().ChildKeys) == 2 && len(mem.SAs()) == 2
+			return r.Stats().OwnChildRekeys == i && len(r.Stats().ChildKeys) == 2 && len(mem.SAs()) == 2 && len(s.Status().Children) == 1
 		})
 	}
 	if rs := r.Stats(); rs.DeletesESP != 5 || rs.RekeysRefused != 0 {
