@@ -118,6 +118,14 @@ func TestUpdates(t *testing.T) {
 			mark := l.VM.Mark()
 			console(t, l, "update apply-now")
 			for i := 0; i < bad.boots; i++ {
+				if i > 0 {
+					// A trial boot that left no verdict gets one more,
+					// in the window like any reboot: apply it now again.
+					waitUpdate(ctx, t, l, "retry of "+bad.rel.Version, 3*time.Minute, func(u status.UpdateStatus) bool {
+						return u.State == agent.Staged && u.Target == bad.rel.Version && reasonHas(u, "trying once more")
+					})
+					console(t, l, "update apply-now")
+				}
 				version, slot := waitBanner(ctx, t, l, mark)
 				if version != bad.rel.Version || slot != "A" {
 					t.Fatalf("trial boot %d: %s on %s; want %s on A", i+1, version, slot, bad.rel.Version)
