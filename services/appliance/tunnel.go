@@ -42,7 +42,7 @@ func (t *IKETunnel) Status() status.TunnelStatus {
 	s, lastErr := t.sess, t.err
 	t.mu.Unlock()
 	if s == nil {
-		return status.TunnelStatus{State: "down", LastError: lastErr}
+		return status.TunnelStatus{State: status.TunnelDown, LastError: lastErr}
 	}
 	return fromIKE(s.Status())
 }

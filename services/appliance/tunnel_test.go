@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/ike"
+	"github.com/pqbranch/pqbranch/services/status"
 )
 
 func TestFromIKE(t *testing.T) {
@@ -20,6 +21,12 @@ func TestFromIKE(t *testing.T) {
 	if got.State != "established" || got.KE != "x25519" || !slices.Equal(got.AddKE, []string{"mlkem768"}) || got.ESP != "aes256gcm16" ||
 		len(got.SPIs) != 3 || got.Bytes.In != 6 || got.Bytes.Out != 7 || got.LastError != "none" {
 		t.Fatalf("%+v", got)
+	}
+	// The IKE session's state names are the ones status and metrics know.
+	for _, s := range []ike.State{ike.StateDown, ike.StateConnecting, ike.StateEstablished} {
+		if !slices.Contains(status.TunnelStates, s.String()) {
+			t.Errorf("ike state %q is not one of status.TunnelStates %q", s, status.TunnelStates)
+		}
 	}
 	if st := (&IKETunnel{}).Status(); st.State != "down" {
 		t.Fatalf("no session: %+v", st)

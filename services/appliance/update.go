@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pqbranch/pqbranch/release"
+	"github.com/pqbranch/pqbranch/services/status"
 	"github.com/pqbranch/pqbranch/services/supervise"
 	"github.com/pqbranch/pqbranch/update/agent"
 	"github.com/pqbranch/pqbranch/update/hybrid"
@@ -40,9 +41,6 @@ type Updates struct {
 	// Unavailable says why Disk or Boot is missing.
 	Unavailable error
 }
-
-// tunnelEstablished is the tunnel state the trial waits for.
-const tunnelEstablished = "established"
 
 // runUpdate runs the update agent with the config in force.
 func (a *Appliance) runUpdate(ctx context.Context) error {
@@ -96,7 +94,7 @@ func (a *Appliance) updateHealth() (bool, string) {
 		}
 	}
 	if a.store.Current().Tunnel != nil && a.opts.Tunnel != nil {
-		if ts := a.opts.Tunnel.Status(); ts.State != tunnelEstablished {
+		if ts := a.opts.Tunnel.Status(); ts.State != status.TunnelEstablished {
 			return false, fmt.Sprintf("tunnel %s %s", ts.State, ts.LastError)
 		}
 	}

@@ -45,10 +45,6 @@ type SyslogStats struct {
 	Connected     bool
 }
 
-// tunnelStates are exported with one series each, so that a dashboard can
-// alert on state!="established" without knowing the set.
-var tunnelStates = []string{"down", "connecting", "established", "not configured"}
-
 const ns = "pqbranch"
 
 var (
@@ -94,7 +90,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		r := c.src.Report()
 		gauge(descInfo, 1, r.Version, r.Board, r.Slot)
 		t := r.Tunnel
-		states := tunnelStates
+		// One series per state, so that a dashboard can alert on
+		// state!="established" without knowing the set.
+		states := status.TunnelStates
 		if !contains(states, t.State) {
 			states = append(append([]string(nil), states...), t.State)
 		}

@@ -46,12 +46,23 @@ type Interface struct {
 	Addresses []string `json:"addresses"`
 }
 
-// TunnelNotConfigured is TunnelStatus.State when the config has no tunnel.
-const TunnelNotConfigured = "not configured"
+// TunnelStatus.State values. The first three are the IKE session's own
+// (ike.State's String; status does not link the IKE stack); the appliance
+// adds TunnelNotConfigured when the config has no tunnel.
+const (
+	TunnelDown          = "down"
+	TunnelConnecting    = "connecting"
+	TunnelEstablished   = "established"
+	TunnelNotConfigured = "not configured"
+)
+
+// TunnelStates are all TunnelStatus.State values, for exporters that
+// publish one series per state.
+var TunnelStates = []string{TunnelDown, TunnelConnecting, TunnelEstablished, TunnelNotConfigured}
 
 // TunnelStatus is what the tunnel service reports about the IPsec tunnel.
 type TunnelStatus struct {
-	State   string      `json:"state"` // e.g. "down", "connecting", "up"
+	State   string      `json:"state"` // one of TunnelStates
 	KE      string      `json:"ke,omitempty"`
 	AddKE   []string    `json:"addke,omitempty"`
 	Encr    string      `json:"encr,omitempty"`
