@@ -152,10 +152,16 @@ func buildTimes(ctx context.Context, o Options, clean, rebuild *Figure) error {
 			return err
 		}
 	}
-	os.Setenv("GOCACHE", filepath.Join(tmp, "gocache"))
+	// firmware.Options has no Go cache of its own: the go build it runs
+	// reads GOCACHE from the environment.
+	if err := os.Setenv("GOCACHE", filepath.Join(tmp, "gocache")); err != nil {
+		return err
+	}
 	defer os.Unsetenv("GOCACHE")
 	out := filepath.Join(src, "out")
-	os.MkdirAll(out, 0o755)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
 	opts := firmware.Options{Board: o.Board, RepoDir: src, OutDir: out, CacheDir: cache, Progress: o.Progress}
 
 	fmt.Fprintln(o.Progress, "bench: clean build")

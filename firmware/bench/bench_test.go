@@ -88,11 +88,11 @@ func TestRunnerKeepsEveryRow(t *testing.T) {
 	}
 	for i, w := range wants {
 		r := rows[i]
-		if r.Metric != w.metric || r.Value.State != w.value || r.Base.State != w.base {
-			t.Errorf("row %d: got %s value %v base %v, want %s value %v base %v", i, r.Metric, r.Value.State, r.Base.State, w.metric, w.value, w.base)
+		if r.Metric != w.metric || r.Value.State() != w.value || r.Base.State() != w.base {
+			t.Errorf("row %d: got %s value %v base %v, want %s value %v base %v", i, r.Metric, r.Value.State(), r.Base.State(), w.metric, w.value, w.base)
 		}
 		for _, f := range []Figure{r.Value, r.Base} {
-			if f.State == Failed && !strings.Contains(f.Err.Error(), w.errHas) {
+			if f.State() == Failed && !strings.Contains(f.Err.Error(), w.errHas) {
 				t.Errorf("row %s: error %q does not say %q", r.Metric, f.Err, w.errHas)
 			}
 		}

@@ -20,6 +20,10 @@ const (
 	warmupBytes     = 64 << 10
 )
 
+// tunnelUp is the console line of a tunnel coming up, on the first boot
+// and after every reboot.
+var tunnelUp = regexp.MustCompile(`tunnel established`)
+
 // benchMarker is what the bench's TCP streams carry; lab.Transfer
 // requires one.
 const benchMarker = "pqb-bench-stream"
@@ -49,7 +53,7 @@ func measureTunnel(ctx context.Context, b *boards.Board, img string, progress io
 	g := labGoodput(l)
 
 	bootCtx, bootCancel := context.WithTimeout(ctx, 6*time.Minute)
-	_, err = l.VM.WaitLine(bootCtx, regexp.MustCompile(`tunnel established`))
+	_, err = l.VM.WaitLine(bootCtx, tunnelUp)
 	bootCancel()
 	if err != nil {
 		f.Up = figure(0, fmt.Errorf("tunnel: %w", err))

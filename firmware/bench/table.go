@@ -27,20 +27,33 @@ func (s FigureState) String() string {
 	return fmt.Sprintf("FigureState(%d)", uint8(s))
 }
 
-// Figure is one number of the table, or why it could not be measured.
+// Figure is one number of the table, or why it could not be measured. The
+// zero Figure is pending. Its state is derived from its fields, so a
+// figure cannot be failed without a reason or measured and failed at once.
 type Figure struct {
-	State FigureState
-	Value float64
-	Err   error // set when State is Failed
+	Value float64 // the figure, when measured
+	Err   error   // why there is no figure: set means failed
+	ok    bool    // Value was measured: 0 is a figure too
+}
+
+// State says whether the figure was measured.
+func (f Figure) State() FigureState {
+	switch {
+	case f.Err != nil:
+		return Failed
+	case f.ok:
+		return Measured
+	}
+	return Pending
 }
 
 // measured returns a measured figure.
-func measured(v float64) Figure { return Figure{State: Measured, Value: v} }
+func measured(v float64) Figure { return Figure{Value: v, ok: true} }
 
 // figure returns v as a measured figure, or a failed one when err is set.
 func figure(v float64, err error) Figure {
 	if err != nil {
-		return Figure{State: Failed, Err: err}
+		return Figure{Err: err}
 	}
 	return measured(v)
 }
@@ -56,7 +69,7 @@ type Row struct {
 
 // Failed reports whether the row's figure or its baseline is missing.
 func (r Row) Failed() bool {
-	return r.Value.State != Measured || (r.Baseline != "" && r.Base.State != Measured)
+	return r.Value.State() != Measured || (r.Baseline != "" && r.Base.State() != Measured)
 }
 
 // settle marks every figure of the row still pending as failed with err.
@@ -65,8 +78,8 @@ func (r *Row) settle(err error) {
 		if f == &r.Base && r.Baseline == "" {
 			continue
 		}
-		if f.State == Pending {
-			*f = Figure{State: Failed, Err: err}
+		if f.State() == Pending {
+			*f = Figure{Err: err}
 		}
 	}
 }
@@ -82,31 +95,31 @@ func Format(w io.Writer, rows []Row) {
 		if r.Baseline != "" {
 			base = cell(r.Base, r.Unit)
 		}
-		if r.Value.State == Measured && r.Baseline != "" && r.Base.State == Measured && r.Base.Value > 0 {
+		if r.Value.State() == Measured && r.Baseline != "" && r.Base.State() == Measured && r.Base.Value > 0 {
 			ratio = fmt.Sprintf("%.2f", r.Value.Value/r.Base.Value)
 		}
 		fmt.Fprintf(w, "| %-52s | %12s | %-50s | %12s | %7s |\n", r.Metric, cell(r.Value, r.Unit), r.Baseline, base, ratio)
 	}
 	for _, r := range rows {
-		if r.Value.State != Measured {
+		if r.Value.State() != Measured {
 			fmt.Fprintf(w, "failed: %s: %s\n", r.Metric, reason(r.Value))
 		}
-		if r.Baseline != "" && r.Base.State != Measured {
+		if r.Baseline != "" && r.Base.State() != Measured {
 			fmt.Fprintf(w, "failed: %s, baseline (%s): %s\n", r.Metric, r.Baseline, reason(r.Base))
 		}
 	}
 }
 
 func cell(f Figure, unit string) string {
-	if f.State != Measured {
-		return strings.ToUpper(f.State.String())
+	if f.State() != Measured {
+		return strings.ToUpper(f.State().String())
 	}
 	return fmt.Sprintf("%.1f %s", f.Value, unit)
 }
 
 func reason(f Figure) string {
 	if f.Err == nil {
-		return f.State.String()
+		return f.State().String()
 	}
 	return f.Err.Error()
 }

@@ -151,7 +151,6 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	}
 	defer closeLab(l, progress)
 	f.Accel = l.VM.Accel
-	up := regexp.MustCompile(`tunnel established`)
 	wait := func(mark int, re *regexp.Regexp, what string) error {
 		wctx, wcancel := context.WithTimeout(ctx, 8*time.Minute)
 		defer wcancel()
@@ -168,7 +167,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 		}
 		return nil
 	}
-	if err := wait(0, up, "first tunnel"); err != nil {
+	if err := wait(0, tunnelUp, "first tunnel"); err != nil {
 		return f, err
 	}
 	if err := established("first tunnel"); err != nil {
@@ -181,7 +180,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	if err := l.VM.Send("reboot\r"); err != nil {
 		return f, err
 	}
-	if err := wait(mark, up, "tunnel after a reboot"); err != nil {
+	if err := wait(mark, tunnelUp, "tunnel after a reboot"); err != nil {
 		return f, err
 	}
 	f.Reboot = measured(time.Since(start).Seconds())
@@ -213,7 +212,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 		return f, err
 	}
 	start = time.Now()
-	if err := wait(mark, up, "tunnel on the new slot"); err != nil {
+	if err := wait(mark, tunnelUp, "tunnel on the new slot"); err != nil {
 		return f, err
 	}
 	f.Downtime = measured(time.Since(start).Seconds())
