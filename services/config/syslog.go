@@ -35,6 +35,17 @@ var syslogLevels = []struct {
 	level slog.Level
 }{{"debug", slog.LevelDebug}, {"info", slog.LevelInfo}, {"warning", slog.LevelWarn}, {"error", slog.LevelError}}
 
+// syslogLevel returns the level log.syslog.level names; ok is false for a
+// name not in syslogLevels (including "", which means the default).
+func syslogLevel(name string) (slog.Level, bool) {
+	for _, l := range syslogLevels {
+		if l.name == name {
+			return l.level, true
+		}
+	}
+	return 0, false
+}
+
 // SyslogSettings is log.syslog after validation, defaults applied.
 type SyslogSettings struct {
 	Address  string // "host:port"
@@ -65,10 +76,8 @@ func (c *Config) SyslogSettings() (s SyslogSettings, ok bool) {
 	if sc.Facility != "" {
 		s.Facility, _ = syslog.ParseFacility(sc.Facility)
 	}
-	for _, l := range syslogLevels {
-		if l.name == sc.Level {
-			s.Level = l.level
-		}
+	if l, ok := syslogLevel(sc.Level); ok {
+		s.Level = l
 	}
 	if c.collectorBehindTunnel() {
 		s.Source, _ = c.InternalSource()
@@ -114,13 +123,11 @@ func (c *Config) validateLog(p *problems) {
 		}
 	}
 	if s.Level != "" {
-		names := make([]string, len(syslogLevels))
-		known := false
-		for i, l := range syslogLevels {
-			names[i] = l.name
-			known = known || l.name == s.Level
-		}
-		if !known {
+		if _, ok := syslogLevel(s.Level); !ok {
+			names := make([]string, len(syslogLevels))
+			for i, l := range syslogLevels {
+				names[i] = l.name
+			}
 			p.add("log.syslog.level", "expected one of %s, got %q", strings.Join(names, ", "), s.Level)
 		}
 	}

@@ -18,8 +18,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +73,11 @@ func (o *Outcome) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("provision: outcome %q: expected one of no-stick, installed, ignored-not-newer, rejected, install-failed", b)
+	names := make([]string, 0, len(outcomeNames))
+	for _, v := range slices.Sorted(maps.Keys(outcomeNames)) {
+		names = append(names, outcomeNames[v])
+	}
+	return fmt.Errorf("provision: outcome %q: expected one of %s", b, strings.Join(names, ", "))
 }
 
 // Result is the outcome of one boot's check, as the status page shows it.

@@ -445,6 +445,17 @@ func TestResultJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"outcome":"maybe"}`), &back); err == nil {
 		t.Error("an unknown outcome decoded")
 	}
+	// The error lists every outcome name, and each of them decodes.
+	err = back.Outcome.UnmarshalText([]byte("maybe"))
+	for o, name := range outcomeNames {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("unknown outcome error %v does not name %q", err, name)
+		}
+		var got Outcome
+		if e := got.UnmarshalText([]byte(name)); e != nil || got != o {
+			t.Errorf("%q decoded as %v, %v", o, got, e)
+		}
+	}
 }
 
 func slogTo(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

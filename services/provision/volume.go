@@ -13,6 +13,9 @@ type volume struct {
 	where string // "whole device" or "partition N"
 	fat   *fatVolume
 	label string // as blkid reports it: the root directory's label entry, else the boot sector's
+	// root is the root directory, read once for the label and kept for
+	// readConfig.
+	root []dirEntry
 }
 
 // readVolumes finds the FAT volumes on a device of size bytes: the whole
@@ -36,14 +39,14 @@ func newVolume(r io.ReaderAt, start, size int64, where string) (volume, error) {
 	if err != nil {
 		return volume{}, err
 	}
-	_, label, err := f.root()
+	root, label, err := f.root()
 	if err != nil {
 		return volume{}, err
 	}
 	if label == "" {
 		label = f.bootLabel
 	}
-	return volume{where: where, fat: f, label: label}, nil
+	return volume{where: where, fat: f, label: label, root: root}, nil
 }
 
 // isStick reports whether the volume carries the provisioning label. FAT
@@ -54,11 +57,7 @@ func (v volume) isStick() bool { return strings.EqualFold(v.label, Label) }
 // readConfig returns the bytes of /pqbranch.json (any case) in the root
 // directory, refusing a directory or a file over MaxConfigSize.
 func (v volume) readConfig() ([]byte, error) {
-	entries, _, err := v.fat.root()
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
+	for _, e := range v.root {
 		if !strings.EqualFold(e.name, FileName) {
 			continue
 		}
