@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -93,6 +94,7 @@ func (r *Resolver) AskedNames() string {
 	for n, c := range r.asked {
 		names = append(names, fmt.Sprintf("%s×%d", n, c))
 	}
+	slices.Sort(names) // the same failure reads the same from run to run
 	return strings.Join(names, " ")
 }
 

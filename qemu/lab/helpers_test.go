@@ -46,19 +46,27 @@ func needLab(t *testing.T) {
 	}
 }
 
-// startLab starts the lab and tears it down when the test ends, pass or
-// fail; on failure it logs the appliance console and charon's log.
+// startLab starts the lab on the default image (see startLabWith).
 func startLab(ctx context.Context, t *testing.T, beforeBoot func(*Lab) error) *Lab {
 	t.Helper()
 	img, b := defaultImage(t)
-	l, err := Start(ctx, Options{Board: b, Image: img, Progress: testWriter{t}, BeforeBoot: beforeBoot})
+	return startLabWith(ctx, t, Options{Board: b, Image: img, BeforeBoot: beforeBoot})
+}
+
+// startLabWith starts the lab with o and tears it down when the test ends,
+// pass or fail, logging what explains a failure.
+func startLabWith(ctx context.Context, t *testing.T, o Options) *Lab {
+	t.Helper()
+	o.Progress = testWriter{t}
+	l, err := Start(ctx, o)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 80))
-			t.Logf("charon log:\n%s", tail(l.Edge.Log(), 60))
+			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 150))
+			t.Logf("charon log:\n%s", tail(l.Edge.Log(), 40))
+			t.Logf("WAN DHCP log:\n%s", tail(l.DHCPLog(), 20))
 		}
 		if err := l.Close(); err != nil {
 			t.Errorf("lab teardown: %v", err)

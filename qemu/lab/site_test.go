@@ -103,28 +103,6 @@ func flashSite(ctx context.Context, t *testing.T, cfg []byte) string {
 	return disk
 }
 
-// startLabWith starts the lab with o and tears it down when the test ends,
-// pass or fail, logging what explains a failure.
-func startLabWith(ctx context.Context, t *testing.T, o Options) *Lab {
-	t.Helper()
-	o.Progress = testWriter{t}
-	l, err := Start(ctx, o)
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 150))
-			t.Logf("charon log:\n%s", tail(l.Edge.Log(), 40))
-			t.Logf("WAN DHCP log:\n%s", tail(l.DHCPLog(), 20))
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("lab teardown: %v", err)
-		}
-	})
-	return l
-}
-
 // TestSiteProvisioning flashes the default image with a site's config,
 // as `pqbuild flash -config` does, and boots it between the edge and a
 // LAN client. It shows the site's config in force from the first boot;

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"time"
@@ -30,22 +29,9 @@ func (l *Lab) StatusAt(ctx context.Context, addr string) (*status.Report, error)
 // Metrics scrapes the appliance's Prometheus endpoint on its LAN address
 // and returns the text exposition.
 func (l *Lab) Metrics(ctx context.Context) (string, error) {
-	url := "http://" + net.JoinHostPort(ApplianceLAN, "80") + "/metrics"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := l.lanHTTP().Do(req)
+	b, err := status.Fetch(ctx, l.lanHTTP(), "http://"+net.JoinHostPort(ApplianceLAN, "80")+"/metrics")
 	if err != nil {
 		return "", fmt.Errorf("lab: metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("lab: metrics: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("lab: metrics: %s: %s", url, resp.Status)
 	}
 	return string(b), nil
 }

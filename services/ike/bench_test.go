@@ -118,7 +118,7 @@ const (
 // KEYMAT, all with the package's own key schedule. The responder's halves
 // are prepared outside the timing. Left out as too small to matter: AES-GCM
 // of the few kilobytes of SK payloads, and the NAT detection hashes.
-func floorCPU(b *testing.B, n int, prf keys.PRF) time.Duration {
+func floorCPU(b *testing.B, prf keys.PRF) time.Duration {
 	b.Helper()
 	ni, nr := make([]byte, nonceLen), make([]byte, nonceLen)
 	rand.Read(ni)
@@ -128,33 +128,31 @@ func floorCPU(b *testing.B, n int, prf keys.PRF) time.Duration {
 	psk, id := []byte(testPSK), []byte("\x02\x00\x00\x00branch1.example")
 	l := keys.Lengths{Enc: 32 + 4}
 	var total time.Duration
-	for range n {
-		x, _ := kex.NewInitiator(message.KE_X25519, rand.Reader)
-		xr, _, _ := kex.Respond(message.KE_X25519, x.Public(), rand.Reader)
-		start := cpuTime()
-		x2, _ := kex.NewInitiator(message.KE_X25519, rand.Reader)
-		sx, err := x2.Complete(xr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		k := keys.Derive(prf, keys.SKEYSEED(prf, ni, nr, sx), ni, nr, 1, 2, l)
-		m, _ := kex.NewInitiator(message.KE_MLKEM768, rand.Reader)
-		total += cpuTime() - start
-		ct, _, _ := kex.Respond(message.KE_MLKEM768, m.Public(), rand.Reader)
-		start = cpuTime()
-		sm, err := m.Complete(ct)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ai := keys.IntAuth(prf, k.Pi, nil, intI)
-		ar := keys.IntAuth(prf, k.Pr, nil, intR)
-		k = keys.Derive(prf, keys.SKEYSEEDNext(prf, k.D, sm, ni, nr), ni, nr, 1, 2, l)
-		suffix := keys.IntAuthSuffix(ai, ar, 2)
-		keys.PSKAuth(prf, psk, keys.SignedOctets(prf, init1, nr, k.Pi, id, suffix))
-		keys.PSKAuth(prf, psk, keys.SignedOctets(prf, init2, ni, k.Pr, id, suffix))
-		keys.ChildKeymat(prf, k.D, nil, ni, nr, 2*l.Enc)
-		total += cpuTime() - start
+	x, _ := kex.NewInitiator(message.KE_X25519, rand.Reader)
+	xr, _, _ := kex.Respond(message.KE_X25519, x.Public(), rand.Reader)
+	start := cpuTime()
+	x2, _ := kex.NewInitiator(message.KE_X25519, rand.Reader)
+	sx, err := x2.Complete(xr)
+	if err != nil {
+		b.Fatal(err)
 	}
+	k := keys.Derive(prf, keys.SKEYSEED(prf, ni, nr, sx), ni, nr, 1, 2, l)
+	m, _ := kex.NewInitiator(message.KE_MLKEM768, rand.Reader)
+	total += cpuTime() - start
+	ct, _, _ := kex.Respond(message.KE_MLKEM768, m.Public(), rand.Reader)
+	start = cpuTime()
+	sm, err := m.Complete(ct)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ai := keys.IntAuth(prf, k.Pi, nil, intI)
+	ar := keys.IntAuth(prf, k.Pr, nil, intR)
+	k = keys.Derive(prf, keys.SKEYSEEDNext(prf, k.D, sm, ni, nr), ni, nr, 1, 2, l)
+	suffix := keys.IntAuthSuffix(ai, ar, 2)
+	keys.PSKAuth(prf, psk, keys.SignedOctets(prf, init1, nr, k.Pi, id, suffix))
+	keys.PSKAuth(prf, psk, keys.SignedOctets(prf, init2, ni, k.Pr, id, suffix))
+	keys.ChildKeymat(prf, k.D, nil, ni, nr, 2*l.Enc)
+	total += cpuTime() - start
 	return total
 }
 
@@ -264,7 +262,7 @@ func measureHandshakes(b *testing.B, open func() (s *Session, others func() time
 		}
 		cpu += cpuTime() - start - others()
 		b.StopTimer()
-		floor += floorCPU(b, 1, checkBenchSession(b, s))
+		floor += floorCPU(b, checkBenchSession(b, s))
 		done()
 		b.StartTimer()
 	}

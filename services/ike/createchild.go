@@ -31,7 +31,7 @@ func (s *Session) rekeyChild(ctx context.Context, c *childSA) error {
 	ni := s.random(nonceLen)
 	ke, err := kex.NewInitiator(sa.suite.ke, s.opt.Rand)
 	if err != nil {
-		return err
+		return fmt.Errorf("child SA rekey: %w", err)
 	}
 	prop := s.pol.rekeyProposal(message.ProtoESP, binary.BigEndian.AppendUint32(nil, spi), suite{encrBits: c.encrBits, ke: sa.suite.ke, addke: sa.suite.addke})
 	resp, _, err := s.request(ctx, sa, message.CREATE_CHILD_SA, []message.Payload{
@@ -84,7 +84,7 @@ func (s *Session) rekeyIKE(ctx context.Context) error {
 	ni := s.random(nonceLen)
 	ke, err := kex.NewInitiator(old.suite.ke, s.opt.Rand)
 	if err != nil {
-		return err
+		return fmt.Errorf("IKE SA rekey: %w", err)
 	}
 	prop := s.pol.rekeyProposal(message.ProtoIKE, binary.BigEndian.AppendUint64(nil, spii), old.suite)
 	resp, _, err := s.request(ctx, old, message.CREATE_CHILD_SA, []message.Payload{
@@ -109,7 +109,7 @@ func (s *Session) rekeyIKE(ctx context.Context) error {
 	err = sa.setKeys(keys.Derive(ns.prf, seed, ni, nr, spii, spir, keys.Lengths{Enc: ns.encKeyLen()}))
 	keys.WipeAll(append(shared, seed)...)
 	if err != nil {
-		return err
+		return fmt.Errorf("IKE SA rekey: new keys: %w", err)
 	}
 	now := time.Now()
 	sa.created, sa.rekeyAt = now, now.Add(s.jitter(s.ikeLife*9/10))

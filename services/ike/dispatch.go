@@ -70,7 +70,7 @@ func (s *Session) dispatch(ctx context.Context, p packet) {
 	// the whole message) is the one whose repeat gets the response again.
 	// Bounded like the reassembly itself, whatever the edge sends.
 	switch sum := sha256.Sum256(p.b); {
-	case slices.Contains(sa.curReq, sum) || len(sa.curReq) > maxRequestDatagrams:
+	case slices.Contains(sa.curReq, sum) || len(sa.curReq) >= maxRequestDatagrams:
 	case first:
 		sa.curReq = append([][32]byte{sum}, sa.curReq...)
 	default:
