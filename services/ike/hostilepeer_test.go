@@ -616,3 +616,105 @@ func TestRepeatedDeleteOfRekeyedIKESA(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// injectInOrder sends dgs from the edge's socket and waits until the edge
+// has had answers more responses: dgs must end with a datagram whose answer
+// comes after the session processed the others (it reads the socket in
+// order). At most 32 go at once, well within the session's 64-packet queue,
+// so none is lost. It returns how many of dgs the session dropped.
+func injectInOrder(t *testing.T, r *ikeresp.Responder, s *Session, dgs [][]byte, answers int) int {
+	t.Helper()
+	if len(dgs) > 32 {
+		t.Fatalf("%d datagrams at once could overflow the session's queue", len(dgs))
+	}
+	answered, dropped := r.Stats().ResponsesIn, s.Status().Dropped
+	if err := r.Inject(dgs...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("%d answers", answers), func() bool { return r.Stats().ResponsesIn >= answered+answers })
+	if got := r.Stats().ResponsesIn - answered; got != answers {
+		t.Fatalf("%d answers to %d datagrams, want %d", got, len(dgs), answers)
+	}
+	return int(s.Status().Dropped - dropped)
+}
+
+// The datagrams of the edge's request that the session remembers (to tell
+// a repeat of the request from a forged one) are bounded, whatever the edge
+// sends: here an authenticated request in 3 fragments whose fragment 2
+// comes 160 times, each freshly sealed. A repeated fragment is no error, so
+// every copy gets past authentication and reassembly. The session answers
+// the request once, stays up, and then remembers the first 129 of the 162
+// datagrams (sk reassembles at most 128 fragments; one more for a whole
+// message) and no others: a repeat of any other is dropped as a forgery.
+func TestRequestDatagramsBounded(t *testing.T) {
+	const copies, wantRemembered = 160, 128 + 1
+	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}})
+	opt, _ := testOptions(t, r)
+	s := newSession(t, tunnelConfig(r), opt)
+	run := startRun(t, s)
+	waitFor(t, "tunnel up", func() bool { return s.Status().State == StateEstablished.String() })
+	info := pinged(t, r)
+	if len(info.LastRequest) != 1 {
+		t.Fatalf("the ping went as %d datagrams, want 1", len(info.LastRequest))
+	}
+	// Until the next request is answered, a repeat of the ping earns one
+	// resend: the marker that the datagrams before it were processed.
+	ping := info.LastRequest[0]
+
+	ps := []message.Payload{&message.VendorID{Data: bytes.Repeat([]byte("a"), 100)},
+		&message.VendorID{Data: bytes.Repeat([]byte("b"), 100)}, &message.VendorID{Data: bytes.Repeat([]byte("c"), 100)}}
+	seal := func() [][]byte {
+		dgs, err := r.SealFragments(message.INFORMATIONAL, info.NextMID, ps, 3, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dgs
+	}
+	// Fragment 1 stays the request's first datagram, the one whose repeat
+	// earns a resend once it is answered, however many fragments 2 come.
+	whole := seal()
+	request := [][]byte{whole[0]}
+	for range copies {
+		request = append(request, seal()[1])
+	}
+	request = append(request, whole[2])
+
+	body := request[:len(request)-1]
+	for len(body) > 0 {
+		n := min(31, len(body))
+		if d := injectInOrder(t, r, s, slices.Concat(body[:n], [][]byte{ping}), 1); d != 0 {
+			t.Fatalf("%d authenticated fragments of the request dropped", d)
+		}
+		body = body[n:]
+	}
+	if d := injectInOrder(t, r, s, request[len(request)-1:], 1); d != 0 {
+		t.Fatalf("the request's last fragment was dropped (%d)", d)
+	}
+
+	// Each datagram again, then fragment 1, which is remembered first and
+	// earns a resend: a remembered datagram is ignored, any other dropped.
+	remembered := []int{0}
+	for i, d := range request[1:] {
+		if injectInOrder(t, r, s, [][]byte{d, request[0]}, 1) == 0 {
+			remembered = append(remembered, i+1)
+		}
+	}
+	if len(remembered) != wantRemembered || remembered[len(remembered)-1] != wantRemembered-1 {
+		t.Fatalf("the session remembers %d of the request's %d datagrams (the last at %d), want the first %d",
+			len(remembered), len(request), remembered[len(remembered)-1], wantRemembered)
+	}
+
+	answered := r.Stats().ResponsesIn
+	time.Sleep(50 * time.Millisecond)
+	if got := r.Stats().ResponsesIn; got != answered {
+		t.Fatalf("%d late answers", got-answered)
+	}
+	select {
+	case <-run.Done:
+		t.Fatalf("Run returned: %v", run.Err)
+	default:
+	}
+	if st := s.Status(); st.State != StateEstablished.String() {
+		t.Fatalf("state %s after the request", st.State)
+	}
+}

@@ -2,7 +2,6 @@ package ike
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -297,17 +296,8 @@ func (s *Session) completeInit(hs *handshake, resp *message.Message, proposals [
 }
 
 // natHash is SHA-1(SPIi | SPIr | IP | port) of RFC 7296 2.23.
-func natHash(spii, spir uint64, ap netip.AddrPort) []byte {
-	b := binary.BigEndian.AppendUint64(nil, spii)
-	b = binary.BigEndian.AppendUint64(b, spir)
-	b = append(b, ap.Addr().Unmap().AsSlice()...)
-	b = binary.BigEndian.AppendUint16(b, ap.Port())
-	h := sha1.Sum(b)
-	return h[:]
-}
-
 func (s *Session) natNotify(t message.NotifyType, spii, spir uint64, ap netip.AddrPort) *message.Notify {
-	return &message.Notify{NotifyType: t, Data: natHash(spii, spir, ap)}
+	return &message.Notify{NotifyType: t, Data: message.NATDetectionHash(spii, spir, ap)}
 }
 
 // detectNAT compares the responder's NAT_DETECTION hashes with our view of
@@ -318,8 +308,8 @@ func (s *Session) detectNAT(resp *message.Message, sa *ikeSA) {
 	if src == nil || dst == nil {
 		return
 	}
-	remoteNAT := string(src.Data) != string(natHash(sa.spii, sa.spir, s.tr.remoteAddr()))
-	localNAT := string(dst.Data) != string(natHash(sa.spii, sa.spir, s.tr.localAddr()))
+	remoteNAT := string(src.Data) != string(message.NATDetectionHash(sa.spii, sa.spir, s.tr.remoteAddr()))
+	localNAT := string(dst.Data) != string(message.NATDetectionHash(sa.spii, sa.spir, s.tr.localAddr()))
 	if remoteNAT || localNAT {
 		s.log.Info("NAT detected, switching to NAT-T", "local_behind_nat", localNAT, "remote_behind_nat", remoteNAT)
 		s.tr.float()

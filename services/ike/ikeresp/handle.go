@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha1"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
@@ -217,15 +216,6 @@ func (r *Responder) request(s *sa, exch message.ExchangeType, ps []message.Paylo
 	}
 }
 
-func natHash(spii, spir uint64, ap netip.AddrPort) []byte {
-	b := binary.BigEndian.AppendUint64(nil, spii)
-	b = binary.BigEndian.AppendUint64(b, spir)
-	b = append(b, ap.Addr().Unmap().AsSlice()...)
-	b = binary.BigEndian.AppendUint16(b, ap.Port())
-	h := sha1.Sum(b)
-	return h[:]
-}
-
 func (r *Responder) init(b []byte, from netip.AddrPort, natPort bool) {
 	m, err := message.Parse(b)
 	if err != nil || m.SPIr != 0 || m.MessageID != 0 {
@@ -346,8 +336,8 @@ func (r *Responder) init(b []byte, from netip.AddrPort, natPort bool) {
 		&message.SA{Proposals: []message.Proposal{answer}},
 		&message.KE{Group: respKE, Data: pub},
 		&message.Nonce{Data: s.nr},
-		&message.Notify{NotifyType: message.NAT_DETECTION_SOURCE_IP, Data: natHash(s.spii, s.spir, srcAP)},
-		&message.Notify{NotifyType: message.NAT_DETECTION_DESTINATION_IP, Data: natHash(s.spii, s.spir, from)},
+		&message.Notify{NotifyType: message.NAT_DETECTION_SOURCE_IP, Data: message.NATDetectionHash(s.spii, s.spir, srcAP)},
+		&message.Notify{NotifyType: message.NAT_DETECTION_DESTINATION_IP, Data: message.NATDetectionHash(s.spii, s.spir, from)},
 		&message.Notify{NotifyType: message.IKEV2_FRAGMENTATION_SUPPORTED},
 	}
 	if len(s.addke) > 0 && !r.cfg.Hostile.NoIntermediate {
