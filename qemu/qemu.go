@@ -186,13 +186,19 @@ func (vm *VM) Mark() int {
 // WaitLineAfter waits for a console line matching re among those printed
 // after mark, and returns it.
 func (vm *VM) WaitLineAfter(ctx context.Context, mark int, re *regexp.Regexp) (string, error) {
+	return vm.WaitLineFunc(ctx, mark, fmt.Sprintf("a console line matching %q", re), re.MatchString)
+}
+
+// WaitLineFunc waits for a console line that ok accepts among those printed
+// after mark, and returns it. what names the line in errors.
+func (vm *VM) WaitLineFunc(ctx context.Context, mark int, what string, ok func(line string) bool) (string, error) {
 	seen := mark
 	for {
 		vm.mu.Lock()
 		lines, changed := vm.lines, vm.changed
 		vm.mu.Unlock()
 		for ; seen < len(lines); seen++ {
-			if re.MatchString(lines[seen]) {
+			if ok(lines[seen]) {
 				return lines[seen], nil
 			}
 		}
@@ -205,9 +211,9 @@ func (vm *VM) WaitLineAfter(ctx context.Context, mark int, re *regexp.Regexp) (s
 			if n > seen {
 				continue
 			}
-			return "", fmt.Errorf("qemu exited (%v) before a console line matched %q", vm.waitErr, re)
+			return "", fmt.Errorf("qemu exited (%v) before %s was printed", vm.waitErr, what)
 		case <-ctx.Done():
-			return "", fmt.Errorf("no console line matched %q: %w", re, ctx.Err())
+			return "", fmt.Errorf("no %s: %w", what, ctx.Err())
 		}
 	}
 }

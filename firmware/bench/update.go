@@ -177,7 +177,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	fmt.Fprintln(progress, "bench: plain reboot to tunnel up")
 	mark := l.VM.Mark()
 	start := time.Now()
-	if err := l.VM.Send("reboot\r"); err != nil {
+	if err := l.Command(ctx, "reboot"); err != nil {
 		return f, err
 	}
 	if err := wait(mark, tunnelUp, "tunnel after a reboot"); err != nil {
@@ -195,7 +195,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 	if err := l.Publish(bundlePath, "update.pqb"); err != nil {
 		return f, err
 	}
-	if err := l.VM.Send("update check\r"); err != nil {
+	if err := l.Command(ctx, "update check"); err != nil {
 		return f, err
 	}
 	stCtx, stCancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -205,7 +205,7 @@ func measureDowntime(ctx context.Context, b *boards.Board, img, bundlePath strin
 		return f, fmt.Errorf("staging the update: %w", err)
 	}
 	mark = l.VM.Mark()
-	if err := l.VM.Send("update apply-now\r"); err != nil {
+	if err := l.Command(ctx, "update apply-now"); err != nil {
 		return f, err
 	}
 	if err := wait(mark, regexp.MustCompile(`update: rebooting`), "the update's reboot"); err != nil {

@@ -36,8 +36,8 @@ func (l *Lab) WriteConfig(ctx context.Context, cfg []byte) error {
 	// The shell computes the done marker, so the echoed command line
 	// cannot match it.
 	n := rand.IntN(1 << 20)
-	cmd := fmt.Sprintf("wget -O /data/pqbranch.json http://%v/ && reload && echo ok-$((%d+1))\r", ln.Addr(), n)
-	if err := l.VM.Send(cmd); err != nil {
+	cmd := fmt.Sprintf("wget -O /data/pqbranch.json http://%v/ && reload && echo ok-$((%d+1))", ln.Addr(), n)
+	if err := l.Command(ctx, cmd); err != nil {
 		return fmt.Errorf("lab: config: %w", err)
 	}
 	if _, err := l.VM.WaitLine(ctx, regexp.MustCompile(fmt.Sprintf(`(^|\s)ok-%d\b`, n+1))); err != nil {

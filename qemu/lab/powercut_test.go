@@ -92,7 +92,7 @@ func TestUpdatePowerCuts(t *testing.T) {
 		if err := l.Publish(target.Bundle, bundleName); err != nil {
 			t.Fatal(err)
 		}
-		console(t, l, "update check")
+		console(ctx, t, l, "update check")
 		inTrial := false // the box was just powered on into the target's trial boot
 		for k, p := range plan {
 			at := cutAt(ctx, t, l, p, rng, inTrial)
@@ -119,13 +119,13 @@ func TestUpdatePowerCuts(t *testing.T) {
 		}
 		// Whatever was cut, the update completes.
 		if r, err := l.Status(ctx); err == nil && r.Update.State == agent.Staged {
-			console(t, l, "update apply-now")
+			console(ctx, t, l, "update apply-now")
 		}
 		deadline := time.Now().Add(12 * time.Minute)
 		for {
 			r, err := l.Status(ctx)
 			if err == nil && r.Update.State == agent.Staged {
-				console(t, l, "update apply-now")
+				retype(ctx, t, l, "update apply-now")
 			}
 			// Committed: the box runs the target from the other slot and
 			// the last result says so (the state itself may already be
@@ -162,23 +162,23 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 	switch p {
 	case cutDownload:
 		pct := 5 + rng.Float64()*75
-		nudge := nudger(t, l)
+		nudge := nudger(ctx, t, l)
 		r := waitUpdate(ctx, t, l, "download", 8*time.Minute, func(u status.UpdateStatus) bool {
 			nudge(u)
 			return u.State == agent.Downloading && u.Percent >= pct
 		})
 		return fmt.Sprintf("at %.0f%% of the download", r.Update.Percent)
 	case cutVerify:
-		nudge := nudger(t, l)
+		nudge := nudger(ctx, t, l)
 		waitUpdate(ctx, t, l, "read-back", 8*time.Minute, func(u status.UpdateStatus) bool {
 			nudge(u)
 			return u.State == agent.Verifying || u.State == agent.Staged
 		})
 		return "during the read-back"
 	case cutSwitch:
-		waitUpdate(ctx, t, l, "staging", 8*time.Minute, staged(nudger(t, l)))
+		waitUpdate(ctx, t, l, "staging", 8*time.Minute, staged(nudger(ctx, t, l)))
 		mark := l.VM.Mark()
-		console(t, l, "update apply-now")
+		console(ctx, t, l, "update apply-now")
 		if _, err := l.VM.WaitLineAfter(ctx, mark, regexp.MustCompile(`update: rebooting`)); err != nil {
 			t.Fatalf("no reboot for the update: %v", err)
 		}
@@ -188,8 +188,8 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 	case cutFirstBoot:
 		if !inTrial {
 			mark := l.VM.Mark()
-			waitUpdate(ctx, t, l, "staging", 8*time.Minute, staged(nudger(t, l)))
-			console(t, l, "update apply-now")
+			waitUpdate(ctx, t, l, "staging", 8*time.Minute, staged(nudger(ctx, t, l)))
+			console(ctx, t, l, "update apply-now")
 			if _, err := l.VM.WaitLineAfter(ctx, mark, regexp.MustCompile(`^pqbranch \S+ board=qemu-x86_64 slot=[AB]$`)); err != nil {
 				t.Fatalf("no trial boot: %v", err)
 			}
@@ -203,14 +203,14 @@ func cutAt(ctx context.Context, t *testing.T, l *Lab, p cutPhase, rng *rand.Rand
 }
 
 // nudger returns a check that types `update check` again, at most every
-// 30 s, while the box is idle or failed: a command typed while the console
-// shell was still busy with the last one, or just before a cut, is lost.
-func nudger(t *testing.T, l *Lab) func(status.UpdateStatus) {
+// 30 s, while the box is idle or failed: a command entered just before a
+// cut is lost with the power.
+func nudger(ctx context.Context, t *testing.T, l *Lab) func(status.UpdateStatus) {
 	last := time.Now() // the caller has just typed one
 	return func(u status.UpdateStatus) {
 		if (u.State == agent.Idle || u.State == agent.Failed || u.State == agent.Committed) && time.Since(last) > 30*time.Second {
 			last = time.Now()
-			console(t, l, "update check")
+			retype(ctx, t, l, "update check")
 		}
 	}
 }

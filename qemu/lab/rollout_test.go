@@ -106,7 +106,7 @@ func TestRolloutInQEMU(t *testing.T) {
 	t.Logf("published %s as %s", rel.Version, target)
 
 	t.Run("wave closed: the box stays", func(t *testing.T) {
-		console(t, l, "update check")
+		console(ctx, t, l, "update check")
 		r := waitUpdate(ctx, t, l, "check-in while pending", 3*time.Minute, func(u status.UpdateStatus) bool {
 			return strings.Contains(u.Offer, rel.Version) && strings.Contains(u.Offer, "not open")
 		})
@@ -136,7 +136,7 @@ func TestRolloutInQEMU(t *testing.T) {
 		if _, err := f.Controller.Command(ctx, rel.Version, rollout.Start, "qemu canary"); err != nil {
 			t.Fatal(err)
 		}
-		console(t, l, "update check")
+		console(ctx, t, l, "update check")
 		r := waitUpdate(ctx, t, l, "staging "+rel.Version+" from the repository", 10*time.Minute, func(u status.UpdateStatus) bool {
 			// WaitUntil: the reboot is planned (the window wait began).
 			return u.State == agent.Staged && u.Target == rel.Version && !u.WaitUntil.IsZero()

@@ -140,10 +140,19 @@ func waitUpdate(ctx context.Context, t *testing.T, l *Lab, what string, d time.D
 }
 
 // console types a command on the dev image's console shell.
-func console(t *testing.T, l *Lab, cmd string) {
+func console(ctx context.Context, t *testing.T, l *Lab, cmd string) {
 	t.Helper()
-	if err := l.VM.Send(cmd + "\r"); err != nil {
+	if err := l.Command(ctx, cmd); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// retype types a command where the box may be rebooting, with no shell to
+// type to: a failure is only logged, and the caller types it again later.
+func retype(ctx context.Context, t *testing.T, l *Lab, cmd string) {
+	t.Helper()
+	if err := l.Command(ctx, cmd); err != nil {
+		t.Logf("%v (the box may be rebooting; typed again later)", err)
 	}
 }
 
@@ -153,7 +162,7 @@ func moveClock(ctx context.Context, t *testing.T, l *Lab, at time.Time) {
 	t.Helper()
 	l.SetTime(at)
 	mark := l.VM.Mark()
-	console(t, l, "crash time")
+	console(ctx, t, l, "crash time")
 	if _, err := l.VM.WaitLineAfter(ctx, mark, regexp.MustCompile(`crash: time crashed`)); err != nil {
 		t.Fatalf("restarting the time service: %v", err)
 	}
@@ -339,7 +348,7 @@ func stage(ctx context.Context, t *testing.T, l *Lab, rel testRelease) status.Up
 	if err := l.Publish(rel.Bundle, bundleName); err != nil {
 		t.Fatal(err)
 	}
-	console(t, l, "update check")
+	console(ctx, t, l, "update check")
 	r := waitUpdate(ctx, t, l, "staging "+rel.Version, 8*time.Minute, func(u status.UpdateStatus) bool {
 		return u.State == agent.Staged && u.Target == rel.Version
 	})

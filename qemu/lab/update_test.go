@@ -34,7 +34,7 @@ func TestRejectedBundles(t *testing.T) {
 	checkBootSteady(t, r.Update, "A")
 	for _, m := range mutants(t, v2, v1) {
 		publishBytes(t, l, m.make(t, good))
-		console(t, l, "update check")
+		console(ctx, t, l, "update check")
 		r := waitUpdate(ctx, t, l, m.name, 4*time.Minute, func(u status.UpdateStatus) bool {
 			return u.State == agent.Failed && reasonHas(u, m.reason)
 		})
@@ -116,7 +116,7 @@ func TestUpdates(t *testing.T) {
 		t.Run("rollback of "+bad.rel.Version, func(t *testing.T) {
 			stage(ctx, t, l, bad.rel)
 			mark := l.VM.Mark()
-			console(t, l, "update apply-now")
+			console(ctx, t, l, "update apply-now")
 			for i := 0; i < bad.boots; i++ {
 				if i > 0 {
 					// A trial boot that left no verdict gets one more,
@@ -124,7 +124,7 @@ func TestUpdates(t *testing.T) {
 					waitUpdate(ctx, t, l, "retry of "+bad.rel.Version, 3*time.Minute, func(u status.UpdateStatus) bool {
 						return u.State == agent.Staged && u.Target == bad.rel.Version && reasonHas(u, "trying once more")
 					})
-					console(t, l, "update apply-now")
+					console(ctx, t, l, "update apply-now")
 				}
 				version, slot := waitBanner(ctx, t, l, mark)
 				if version != bad.rel.Version || slot != "A" {
@@ -147,7 +147,7 @@ func TestUpdates(t *testing.T) {
 			healthyOn(ctx, t, l, v2.Version, "B")
 			checkBootSteady(t, r.Update, "B")
 			// The failed release is not tried again.
-			console(t, l, "update check")
+			console(ctx, t, l, "update check")
 			r = waitUpdate(ctx, t, l, "refusal to retry "+bad.rel.Version, 2*time.Minute, func(u status.UpdateStatus) bool {
 				return u.State != agent.Downloading && u.State != agent.Staged && reasonHas(u, "failed its trial before")
 			})
@@ -158,7 +158,7 @@ func TestUpdates(t *testing.T) {
 	t.Run("B to A", func(t *testing.T) {
 		stage(ctx, t, l, v3)
 		mark := l.VM.Mark()
-		console(t, l, "update apply-now")
+		console(ctx, t, l, "update apply-now")
 		if version, slot := waitBanner(ctx, t, l, mark); version != v3.Version || slot != "A" {
 			t.Fatalf("rebooted into %s on %s; want %s on A", version, slot, v3.Version)
 		}

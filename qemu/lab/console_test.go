@@ -1,0 +1,45 @@
+package lab
+
+import "testing"
+
+// Console lines as the dev shell's line editor draws them (captured from a
+// box under QEMU): a short line, and a long one wrapped onto two rows with
+// a log line written between two redraws.
+func TestDrawnLine(t *testing.T) {
+	const (
+		row1    = "\x1b[0D\x1b[1A\x1b[2K\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mecho aaaa bbbb \x1b[0m\x1b[40m              \x1b[0m"
+		row2    = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc dddd\x1b[0m\x1b[40m\x1b[7m \x1b[0m\x1b[0m\x1b[40m\x1b[0m\x1b[40m           \x1b[0m"
+		row2Cut = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc ddd\x1b[0m\x1b[40m\x1b[7m \x1b[0m\x1b[0m\x1b[40m\x1b[0m\x1b[40m           \x1b[0m"
+		logLine = "\x1b[0Dtime=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel"
+		short   = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		partial = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate chec\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		tail    = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+	)
+	for _, tc := range []struct {
+		name  string
+		cmd   string
+		lines []string
+		want  int // index of the accepted line; -1 for none
+	}{
+		{"short", "update check", []string{partial, short}, 1},
+		{"only part typed", "update check", []string{partial, partial}, -1},
+		{"head lost", "update check", []string{tail}, -1},
+		{"wrapped", "echo aaaa bbbb cccc dddd", []string{row1, row2Cut, logLine, row1, row2}, 4},
+		{"wrapped, not all typed", "echo aaaa bbbb cccc dddd", []string{row1, row2Cut, logLine, row1, row2Cut}, -1},
+		{"other prompt", "update apply-now", []string{short, partial}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			drawn := drawnLine(tc.cmd)
+			got := -1
+			for i, l := range tc.lines {
+				if drawn(l) {
+					got = i
+					break
+				}
+			}
+			if got != tc.want {
+				t.Errorf("accepted line %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
