@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -166,34 +167,32 @@ func threadCPU(b *testing.B) time.Duration {
 }
 
 // memoryEdge answers a session over an in-memory link with an ikeresp
-// responder in its own goroutine, as a remote edge would, and counts the
-// CPU the responder spends on each datagram: the goroutine is locked to
-// its thread while it handles one, so that thread's CPU clock is the
+// responder, as a remote edge would, and counts the CPU the responder
+// spends on each datagram. It handles each datagram inside the session's
+// send (bindtest's SetHandler): a datagram sent to a real edge wakes
+// nothing in our process, while a responder in a goroutine of its own
+// would be woken by every send. The goroutine stays on its thread while
+// the responder handles one, so that thread's CPU clock is the
 // responder's alone.
 type memoryEdge struct {
 	bind *bindtest.Bind
-	done chan struct{}
+	mu   sync.Mutex   // one datagram at a time, as a responder's loop takes them
 	cpu  atomic.Int64 // nanoseconds, added once each datagram is handled
 }
 
-func startMemoryEdge(b *testing.B, ctx context.Context, rc ikeresp.Config) *memoryEdge {
+func startMemoryEdge(b *testing.B, rc ikeresp.Config) *memoryEdge {
 	bind, peer := bindtest.New(bindtest.DefaultAddrs)
 	r := ikeresp.NewMemory(rc, peer)
-	e := &memoryEdge{bind: bind, done: make(chan struct{})}
-	go func() {
-		defer close(e.done)
-		for {
-			d, err := peer.Recv(ctx)
-			if err != nil {
-				return
-			}
-			runtime.LockOSThread()
-			start := threadCPU(b)
-			r.Receive(d)
-			e.cpu.Add(int64(threadCPU(b) - start))
-			runtime.UnlockOSThread()
-		}
-	}()
+	e := &memoryEdge{bind: bind}
+	peer.SetHandler(func(d bindtest.Datagram) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		start := threadCPU(b)
+		r.Receive(d)
+		e.cpu.Add(int64(threadCPU(b) - start))
+	})
 	return e
 }
 
@@ -202,27 +201,24 @@ func startMemoryEdge(b *testing.B, ctx context.Context, rc ikeresp.Config) *memo
 // in-process responder over the in-memory Bind. cpu-us/handshake is the
 // process's CPU during Establish less the responder's own handling of
 // each datagram: the initiator's state machine, crypto, goroutines and
-// garbage collection (also of the responder's garbage, and the handoffs
-// to and from its goroutine), without the kernel's sockets, which
-// BenchmarkHandshakeUDP adds. floor-us is the initiator's bare crypto
+// garbage collection (also of the responder's garbage), and the handoff
+// of each answer to the session's reader, without the kernel's sockets,
+// which BenchmarkHandshakeUDP adds. floor-us is the initiator's bare crypto
 // (floorCPU), measured after each handshake, so that both see the same
 // load on the machine.
 func BenchmarkHandshake(b *testing.B) {
 	rc := ikeresp.Config{ID: "edge.example", PSK: []byte(testPSK), AddKE: []uint16{message.KE_MLKEM768}}
 	cfg := benchConfig(bindtest.DefaultAddrs.Remote)
 	measureHandshakes(b, func() (*Session, func() time.Duration, func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		edge := startMemoryEdge(b, ctx, rc)
+		edge := startMemoryEdge(b, rc)
 		opt := benchOptions(bindtest.DefaultAddrs.RemoteNAT.Port())
 		opt.NewBind = func(context.Context, BindConfig) (Bind, error) { return edge.bind, nil }
 		s, err := New(cfg, opt)
 		if err != nil {
 			b.Fatal(err)
 		}
-		// A datagram the edge is still handling when Establish returns
-		// is not taken out: if anything, the result errs high.
 		edgeCPU := func() time.Duration { return time.Duration(edge.cpu.Load()) }
-		return s, edgeCPU, func() { cancel(); <-edge.done }
+		return s, edgeCPU, func() {}
 	})
 }
 

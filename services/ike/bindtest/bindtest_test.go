@@ -149,3 +149,27 @@ func TestLoss(t *testing.T) {
 		t.Fatalf("with no loss: %v, %d pending", err, p.Pending())
 	}
 }
+
+// SetHandler delivers the session's datagrams inside Send, after the loss
+// function and copied from the sender's buffer; nil queues them again.
+func TestHandler(t *testing.T) {
+	b, p := New(DefaultAddrs)
+	defer b.Close()
+	var got []Datagram
+	p.SetHandler(func(d Datagram) { got = append(got, d) })
+	p.SetLoss(func(toEdge bool, d Datagram) bool { return string(d.B) == "lose" })
+	buf := []byte("keep")
+	for _, d := range [][]byte{buf, []byte("lose")} {
+		if err := b.Send(t.Context(), true, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf[0] = 'x'
+	if len(got) != 1 || string(got[0].B) != "keep" || !got[0].NATPort || p.Pending() != 0 {
+		t.Fatalf("handler got %+v with %d queued, want only %q on the NAT-T port", got, p.Pending(), "keep")
+	}
+	p.SetHandler(nil)
+	if err := b.Send(t.Context(), false, []byte("queued")); err != nil || p.Pending() != 1 || len(got) != 1 {
+		t.Fatalf("without a handler: %v, %d queued, %d handled", err, p.Pending(), len(got))
+	}
+}
