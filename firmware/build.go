@@ -87,6 +87,13 @@ type Options struct {
 	// BundleOnly skips the disk images: a release that only ever arrives
 	// as an update (the tests' releases) needs its bundle alone.
 	BundleOnly bool
+	// GoCache is GOCACHE for the appliance's go build; "" means the
+	// environment's. It is passed to that one command, never set on the
+	// process, so concurrent builds each keep their own. u-root's busybox
+	// build cannot take it: gobusybox gives every go command it runs the
+	// process's environment plus fixed variables of its own. It builds with
+	// -a, so it writes the environment's cache but never reads it.
+	GoCache string
 }
 
 // Result is what a build produced.
@@ -176,7 +183,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	bin, applets, err := buildAppliance(ctx, o.RepoDir, work)
+	bin, applets, err := buildAppliance(ctx, o.RepoDir, work, o.GoCache)
 	if err != nil {
 		return nil, err
 	}
@@ -386,13 +393,13 @@ func (k *kernelTree) resolve(names []string) ([]string, []byte, error) {
 // buildAppliance builds the pqbranch multi-call binary into dir with the
 // ordinary go build, whose cache makes a rebuild after one changed command
 // cost only that command. dir is private to this build: concurrent builds
-// of other trees must not swap binaries. It returns the binary and its
-// applet names.
-func buildAppliance(ctx context.Context, repo, dir string) (string, []string, error) {
+// of other trees must not swap binaries. goCache is Options.GoCache. It
+// returns the binary and its applet names.
+func buildAppliance(ctx context.Context, repo, dir, goCache string) (string, []string, error) {
 	out := filepath.Join(dir, "pqbranch")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", out, "./services/cmd/pqbranch")
 	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = goBuildEnv(os.Environ(), goCache)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", nil, fmt.Errorf("go build ./services/cmd/pqbranch: %w\n%s", err, b)
 	}
@@ -401,6 +408,18 @@ func buildAppliance(ctx context.Context, repo, dir string) (string, []string, er
 		return "", nil, fmt.Errorf("%s applets: %w", out, err)
 	}
 	return out, strings.Fields(string(list)), nil
+}
+
+// goBuildEnv is the environment of the appliance's go build: base (the
+// process's) cross-compiling for the box, and with GOCACHE set to goCache
+// unless that is "". An exec.Cmd uses the last of duplicate variables, so
+// goCache wins over a GOCACHE in base.
+func goBuildEnv(base []string, goCache string) []string {
+	env := append(base[:len(base):len(base)], "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if goCache != "" {
+		env = append(env, "GOCACHE="+goCache)
+	}
+	return env
 }
 
 func runQuiet(ctx context.Context) func(string, ...string) error {

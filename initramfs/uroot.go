@@ -35,6 +35,8 @@ var CoreCommands = []string{"github.com/u-root/u-root/cmds/core/*"}
 // of its packages every time, so the archive is cached by everything that
 // determines its bytes: the u-root and mkuimage versions, the Go version and
 // the command list. Rebuilding the appliance never pays for it again.
+// gobusybox runs go with the process's environment and no GOCACHE of its
+// own; as it builds with -a, a Go build cache is written but never read.
 func URootArchive(cacheDir string, cmds []string, progress io.Writer) (string, error) {
 	pkgs := make([]string, len(cmds))
 	for i, c := range cmds {

@@ -139,30 +139,10 @@ func buildTimes(ctx context.Context, o Options, clean, rebuild *Figure) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	src := filepath.Join(tmp, "src")
-	if out, err := exec.CommandContext(ctx, "git", "clone", "-q", o.RepoDir, src).CombinedOutput(); err != nil {
-		return fmt.Errorf("git clone: %w: %s", err, out)
-	}
-	cache := filepath.Join(tmp, "cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
+	opts, err := cleanBuild(ctx, o, tmp)
+	if err != nil {
 		return err
 	}
-	for _, d := range []string{"deb", "root"} {
-		if err := os.Symlink(filepath.Join(o.CacheDir, d), filepath.Join(cache, d)); err != nil {
-			return err
-		}
-	}
-	// firmware.Options has no Go cache of its own: the go build it runs
-	// reads GOCACHE from the environment.
-	if err := os.Setenv("GOCACHE", filepath.Join(tmp, "gocache")); err != nil {
-		return err
-	}
-	defer os.Unsetenv("GOCACHE")
-	out := filepath.Join(src, "out")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	opts := firmware.Options{Board: o.Board, RepoDir: src, OutDir: out, CacheDir: cache, Progress: o.Progress}
 
 	fmt.Fprintln(o.Progress, "bench: clean build")
 	start := time.Now()
@@ -172,7 +152,7 @@ func buildTimes(ctx context.Context, o Options, clean, rebuild *Figure) error {
 	*clean = measured(time.Since(start).Seconds())
 
 	fmt.Fprintln(o.Progress, "bench: rebuild after changing one command")
-	edit := filepath.Join(src, "services", "status", "bench_edit.go")
+	edit := filepath.Join(opts.RepoDir, "services", "status", "bench_edit.go")
 	if err := os.WriteFile(edit, []byte("package status\n\n// benchEdit changes the status command for the rebuild benchmark.\nconst benchEdit = \"edited\"\n"), 0o644); err != nil {
 		return err
 	}
@@ -182,6 +162,33 @@ func buildTimes(ctx context.Context, o Options, clean, rebuild *Figure) error {
 	}
 	*rebuild = measured(time.Since(start).Seconds())
 	return nil
+}
+
+// cleanBuild prepares, under tmp, a clean build of the committed tree: a
+// clone with its own out directory, a cache holding only the fetched and
+// unpacked packages, and an empty Go build cache given to the build through
+// its options, so the process environment (and a GOCACHE the user set)
+// stays as it is.
+func cleanBuild(ctx context.Context, o Options, tmp string) (firmware.Options, error) {
+	src := filepath.Join(tmp, "src")
+	if out, err := exec.CommandContext(ctx, "git", "clone", "-q", o.RepoDir, src).CombinedOutput(); err != nil {
+		return firmware.Options{}, fmt.Errorf("git clone: %w: %s", err, out)
+	}
+	cache := filepath.Join(tmp, "cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return firmware.Options{}, err
+	}
+	for _, d := range []string{"deb", "root"} {
+		if err := os.Symlink(filepath.Join(o.CacheDir, d), filepath.Join(cache, d)); err != nil {
+			return firmware.Options{}, err
+		}
+	}
+	out := filepath.Join(src, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return firmware.Options{}, err
+	}
+	return firmware.Options{Board: o.Board, RepoDir: src, OutDir: out, CacheDir: cache, Progress: o.Progress,
+		GoCache: filepath.Join(tmp, "gocache")}, nil
 }
 
 // coreInitramfs builds u-root's own core set with mkuimage and compresses it

@@ -88,7 +88,7 @@ func image(ctx context.Context, args []string) error {
 		return nil
 	})
 	fs.StringVar(&o.RepoRoot, "repo-root", "", "release repository root metadata (N.root.json) the image trusts, for update.repository")
-	fs.StringVar(&o.Fault, "fault", "", "dev test images only: bake in a failure (unhealthy, panic, hang)")
+	fs.StringVar(&o.Fault, "fault", "", "dev test images only: bake in a failure (unhealthy, panic, hang, rejectconfig)")
 	fs.Parse(args)
 	repo, err := repoDir()
 	if err != nil {
