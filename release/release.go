@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 )
 
 // Paths inside the image, written by the build and read by the appliance.
@@ -40,6 +41,9 @@ const (
 	FaultUnhealthy = "unhealthy" // the appliance never reports healthy
 	FaultPanic     = "panic"     // init panics the kernel right after the banner
 	FaultHang      = "hang"      // init hangs with the watchdog armed
+	// FaultRejectConfig: the appliance's validator refuses the installed
+	// config, as a release whose validator no longer accepts it would.
+	FaultRejectConfig = "rejectconfig"
 )
 
 // Release describes one build.
@@ -77,8 +81,8 @@ func (r Release) Validate(name string) error {
 		return fmt.Errorf("%s: field \"build_id\": is %q; expected 64 lower-case hex digits", name, r.BuildID)
 	case r.Fault != "" && r.Profile != Dev:
 		return fmt.Errorf("%s: field \"fault\": only dev images carry a fault", name)
-	case r.Fault != "" && r.Fault != FaultUnhealthy && r.Fault != FaultPanic && r.Fault != FaultHang:
-		return fmt.Errorf("%s: field \"fault\": is %q; expected %q, %q or %q", name, r.Fault, FaultUnhealthy, FaultPanic, FaultHang)
+	case r.Fault != "" && !slices.Contains([]string{FaultUnhealthy, FaultPanic, FaultHang, FaultRejectConfig}, r.Fault):
+		return fmt.Errorf("%s: field \"fault\": is %q; expected %q, %q, %q or %q", name, r.Fault, FaultUnhealthy, FaultPanic, FaultHang, FaultRejectConfig)
 	}
 	return nil
 }

@@ -123,7 +123,7 @@ func New(opts Options) (*Appliance, error) {
 	// it (bounded, never waiting) until its service sends or discards it.
 	a.syslog = syslog.NewForwarder(syslog.Options{})
 	a.log = slog.New(a.syslog.Handler(a.log.Handler()))
-	a.store = config.NewStore(opts.ConfigPath, a.log)
+	a.store = config.NewStore(opts.ConfigPath, a.log, configChecks(opts.Release)...)
 	if opts.Provision != nil {
 		// Before the first-boot default is written: a stick on a fresh box
 		// installs the site's config instead.

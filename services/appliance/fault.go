@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pqbranch/pqbranch/release"
+	"github.com/pqbranch/pqbranch/services/config"
 	"github.com/pqbranch/pqbranch/services/supervise"
 )
 
@@ -147,4 +149,23 @@ func askFault(ctx context.Context, path, name string) (string, error) {
 		return "", fmt.Errorf("no reply: %w", err)
 	}
 	return strings.TrimSpace(reply), nil
+}
+
+// rejectConfigProblem is the field error a dev test image built with
+// release.FaultRejectConfig adds to every validation of the installed config.
+const rejectConfigProblem = "fault injected: this firmware refuses the installed config"
+
+// configChecks are the checks the running release adds to the config
+// validator's. With release.FaultRejectConfig the installed config is
+// refused on the real load path, as by a release whose validator no longer
+// accepts the site's config: the file's error shows in status, the board
+// default runs (it ships with the firmware, so it passes), and the update
+// trial is not healthy because the site config is not in force.
+func configChecks(rel release.Release) []config.Check {
+	if rel.Fault != release.FaultRejectConfig {
+		return nil
+	}
+	return []config.Check{func(*config.Config) []config.FieldError {
+		return []config.FieldError{{Field: "hostname", Problem: rejectConfigProblem}}
+	}}
 }

@@ -16,9 +16,16 @@ import (
 // sits on a partition an attacker with LAN access must not fill our memory from.
 const maxSize = 1 << 20
 
-// Load reads, decodes and validates the file at path. Any problem yields an
-// *Error naming the file and the field; the caller keeps its previous config.
-func Load(path string) (*Config, error) {
+// A Check is a rule the config must pass besides the validator's own; its
+// problems are reported with the validator's, in the same *Error. The
+// appliance adds one in a dev test image that must refuse every config
+// (release.FaultRejectConfig), so the refusal takes the real path.
+type Check func(*Config) []FieldError
+
+// Load reads, decodes and validates the file at path, with checks after the
+// validator's own. Any problem yields an *Error naming the file and the
+// field; the caller keeps its previous config.
+func Load(path string, checks ...Check) (*Config, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -37,11 +44,12 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, b)
+	return Parse(path, b, checks...)
 }
 
-// Parse decodes and validates b; name is used in error messages.
-func Parse(name string, b []byte) (*Config, error) {
+// Parse decodes and validates b, with checks after the validator's own;
+// name is used in error messages.
+func Parse(name string, b []byte, checks ...Check) (*Config, error) {
 	var c Config
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
@@ -53,7 +61,11 @@ func Parse(name string, b []byte) (*Config, error) {
 		line, col := position(b, off)
 		return nil, &Error{File: name, Fields: []FieldError{{Problem: "unexpected data after the JSON object, expected the end of the file", Line: line, Column: col, isSyntax: true}}}
 	}
-	if p := c.validate(); len(p) > 0 {
+	p := c.validate()
+	for _, check := range checks {
+		p = append(p, check(&c)...)
+	}
+	if len(p) > 0 {
 		return nil, &Error{File: name, Fields: p}
 	}
 	return &c, nil

@@ -13,8 +13,9 @@ import (
 // untouched and records the error for the status page: the appliance never
 // drops a working config for a broken one.
 type Store struct {
-	path string
-	log  *slog.Logger
+	path   string
+	log    *slog.Logger
+	checks []Check // run on every load of the file, not on a fallback
 
 	mu      sync.Mutex
 	current *Config
@@ -23,9 +24,10 @@ type Store struct {
 	subs    []chan *Config
 }
 
-// NewStore returns a store for the file at path. Call Reload to load it.
-func NewStore(path string, log *slog.Logger) *Store {
-	return &Store{path: path, log: log}
+// NewStore returns a store for the file at path, which every load checks
+// with checks besides the validator. Call Reload to load it.
+func NewStore(path string, log *slog.Logger, checks ...Check) *Store {
+	return &Store{path: path, log: log, checks: checks}
 }
 
 // Path is the file the store loads.
@@ -48,7 +50,7 @@ func (s *Store) LastError() error {
 // Reload loads the file again. On success the new config replaces the current
 // one and subscribers are told; on failure nothing changes but LastError.
 func (s *Store) Reload() error {
-	c, err := Load(s.path)
+	c, err := Load(s.path, s.checks...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastErr = err
@@ -100,7 +102,8 @@ func (s *Store) Watch(ctx context.Context, reload <-chan os.Signal) {
 // Fallback puts a config parsed from b in force when none could be loaded,
 // e.g. the board's default when the file on the data partition is broken.
 // The file's error stays in LastError. It fails if b is invalid or a config
-// is already in force.
+// is already in force. The store's checks do not apply: they are about the
+// installed file, and a fallback ships with the firmware that validates it.
 func (s *Store) Fallback(name string, b []byte) error {
 	c, err := Parse(name, b)
 	if err != nil {
