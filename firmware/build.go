@@ -189,7 +189,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	var uroot string
 	if o.Profile == initramfs.Dev {
-		if uroot, err = initramfs.URootArchive(o.CacheDir, initramfs.DebugCommands, o.Progress); err != nil {
+		if uroot, err = initramfs.URootArchive(o.CacheDir, o.RepoDir, initramfs.DebugCommands, o.Progress); err != nil {
 			return nil, err
 		}
 	}

@@ -31,13 +31,16 @@ var DebugCommands = []string{
 var CoreCommands = []string{"github.com/u-root/u-root/cmds/core/*"}
 
 // URootArchive returns the path of a cpio archive holding u-root's commands
-// in busybox mode, built with mkuimage. u-root's busybox build recompiles all
-// of its packages every time, so the archive is cached by everything that
-// determines its bytes: the u-root and mkuimage versions, the Go version and
-// the command list. Rebuilding the appliance never pays for it again.
+// in busybox mode, built with mkuimage from the module in modDir (its go.mod
+// picks the versions of u-root and of everything the commands import).
+// u-root's busybox build recompiles all of its packages every time, so the
+// archive is cached by everything that determines its bytes: the Go
+// version, the module's go.sum (a dependency's new version, such as the
+// shell's line editor, is a new archive) and the command list. Rebuilding
+// the appliance never pays for it again.
 // gobusybox runs go with the process's environment and no GOCACHE of its
 // own; as it builds with -a, a Go build cache is written but never read.
-func URootArchive(cacheDir string, cmds []string, progress io.Writer) (string, error) {
+func URootArchive(cacheDir, modDir string, cmds []string, progress io.Writer) (string, error) {
 	pkgs := make([]string, len(cmds))
 	for i, c := range cmds {
 		pkgs[i] = c
@@ -45,9 +48,14 @@ func URootArchive(cacheDir string, cmds []string, progress io.Writer) (string, e
 			pkgs[i] = "github.com/u-root/u-root/cmds/core/" + c
 		}
 	}
+	sums, err := os.ReadFile(filepath.Join(modDir, "go.sum"))
+	if err != nil {
+		return "", fmt.Errorf("u-root busybox build: the module's versions: %w", err)
+	}
 	key := sha256.New()
-	fmt.Fprintln(key, runtime.Version(), moduleVersion("github.com/u-root/u-root"), moduleVersion("github.com/u-root/mkuimage"))
+	fmt.Fprintln(key, runtime.Version(), moduleVersion("github.com/u-root/mkuimage"))
 	fmt.Fprintln(key, strings.Join(pkgs, " "))
+	key.Write(sums)
 	out := filepath.Join(cacheDir, "uroot", hex.EncodeToString(key.Sum(nil))[:16]+".cpio")
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
@@ -64,7 +72,7 @@ func URootArchive(cacheDir string, cmds []string, progress io.Writer) (string, e
 	tmp := filepath.Join(tmpDir, "uroot.cpio")
 	l := llog.New(slog.LevelWarn, func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) })
 	err = uimage.Create(l,
-		uimage.WithReplaceEnv(golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"))),
+		uimage.WithReplaceEnv(golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"), golang.WithWorkingDir(modDir))),
 		uimage.WithBusyboxBuildOpts(&golang.BuildOpts{NoStrip: false, ExtraArgs: []string{"-trimpath", "-buildvcs=false"}}),
 		uimage.WithBusyboxCommands(pkgs...),
 		uimage.WithBaseArchive(cpio.InMemArchive()),

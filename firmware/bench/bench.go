@@ -194,7 +194,7 @@ func cleanBuild(ctx context.Context, o Options, tmp string) (firmware.Options, e
 // coreInitramfs builds u-root's own core set with mkuimage and compresses it
 // as the appliance's initramfs is compressed.
 func coreInitramfs(o Options) (compressed, raw int64, err error) {
-	archive, err := initramfs.URootArchive(o.CacheDir, initramfs.CoreCommands, o.Progress)
+	archive, err := initramfs.URootArchive(o.CacheDir, o.RepoDir, initramfs.CoreCommands, o.Progress)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -43,7 +43,7 @@ func floorBoot(ctx context.Context, o Options, b *boards.Board) (time.Duration, 
 }
 
 func floorImage(ctx context.Context, o Options, b *boards.Board) (string, error) {
-	archive, err := initramfs.URootArchive(o.CacheDir, []string{"poweroff"}, o.Progress)
+	archive, err := initramfs.URootArchive(o.CacheDir, o.RepoDir, []string{"poweroff"}, o.Progress)
 	if err != nil {
 		return "", err
 	}

@@ -43,6 +43,8 @@ import (
 //     report reaches the controller, whose status counts it as updated.
 func TestRolloutInQEMU(t *testing.T) {
 	needLab(t)
+	// Its own box in its own lab, beside the other update tests.
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 

@@ -85,6 +85,18 @@ func startUpdateLab(ctx context.Context, t *testing.T) *Lab {
 	return startBoxLab(ctx, t, img)
 }
 
+// startHealthyBox starts the update lab and waits until its box, flashed
+// with the default image, runs version healthy from slot A with its boot
+// entries steady.
+func startHealthyBox(ctx context.Context, t *testing.T, version string) *Lab {
+	t.Helper()
+	l := startUpdateLab(ctx, t)
+	waitBanner(ctx, t, l, 0)
+	r := healthyOn(ctx, t, l, version, "A")
+	checkBootSteady(t, r.Update, "A")
+	return l
+}
+
 // startBoxLab starts the lab around one box flashed with img, whose disk
 // and NVRAM are kept in a directory of the test's, so the box can lose
 // power and boot again, with the lab's clock at labStart.

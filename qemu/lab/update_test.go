@@ -14,9 +14,9 @@ import (
 
 // TestRejectedBundles offers one box broken or forged bundles from the
 // lab's HTTPS update server in the WAN namespace: each is refused with a
-// clear reason, the boot entries untouched and slot B never armed. It has
-// a box of its own rather than being a step of TestUpdates, the lab's
-// longest test, so that the two run side by side on the machine's cores.
+// clear reason, the boot entries untouched and slot B never armed. Like
+// TestUpdates and TestRollbacks it has a box of its own, so that the
+// update tests run side by side on the machine's cores.
 func TestRejectedBundles(t *testing.T) {
 	needLab(t)
 	t.Parallel()
@@ -28,10 +28,7 @@ func TestRejectedBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := startUpdateLab(ctx, t)
-	waitBanner(ctx, t, l, 0)
-	r := healthyOn(ctx, t, l, v1.Version, "A")
-	checkBootSteady(t, r.Update, "A")
+	l := startHealthyBox(ctx, t, v1.Version)
 	for _, m := range mutants(t, v2, v1) {
 		publishBytes(t, l, m.make(t, good))
 		console(ctx, t, l, "update check")
@@ -48,28 +45,23 @@ func TestRejectedBundles(t *testing.T) {
 //
 //   - A→B: the reboot waits for the maintenance window (the lab's time
 //     server moves the clock into it), B boots on trial and commits;
-//   - three bad releases from B (never healthy, a kernel panic, an init
-//     that hangs): each time the box is back on B by itself, with the
-//     reason in status;
-//   - B→A with the next good release.
+//   - a release that refuses the installed config: the box is back on B
+//     by itself (the other bad releases are TestRollbacks', on a box of
+//     its own);
+//   - B→A with the next good release, applied at once outside the window.
 func TestUpdates(t *testing.T) {
 	needLab(t)
 	// Each boots its own box in its own lab; under TCG a VM keeps one core
-	// busy, so the two share the machine's two.
+	// busy, so two such tests share the machine's two.
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	v1, _ := defaultRelease(t)
 	v2 := buildRelease(t, "0.2.0-test", v1.Epoch+100, "")
-	unhealthy := buildRelease(t, "0.3.0-unhealthy", v1.Epoch+200, release.FaultUnhealthy)
-	panics := buildRelease(t, "0.3.1-panic", v1.Epoch+300, release.FaultPanic)
-	hangs := buildRelease(t, "0.3.2-hang", v1.Epoch+400, release.FaultHang)
+	rejects := buildRelease(t, "0.3.3-rejectconfig", v1.Epoch+450, release.FaultRejectConfig)
 	v3 := buildRelease(t, "0.4.0-test", v1.Epoch+500, "")
 
-	l := startUpdateLab(ctx, t)
-	waitBanner(ctx, t, l, 0)
-	r := healthyOn(ctx, t, l, v1.Version, "A")
-	checkBootSteady(t, r.Update, "A")
+	l := startHealthyBox(ctx, t, v1.Version)
 
 	t.Run("A to B in the window", func(t *testing.T) {
 		u := stage(ctx, t, l, v2)
@@ -99,61 +91,16 @@ func TestUpdates(t *testing.T) {
 		checkBootSteady(t, r.Update, "B")
 		// Out of the window again. The box's clock runs on inside the
 		// window past its reboot point, where a staged release reboots
-		// at once; the next releases must stay staged until apply-now,
+		// at once; the next release must stay staged until apply-now,
 		// however long the test has taken so far.
 		moveClock(ctx, t, l, wait.Add(12*time.Hour))
 	})
 
-	for _, bad := range []struct {
-		rel    testRelease
-		reason string // what the rolled-back status must say
-		boots  int    // trial boots before the rollback
-	}{
-		{unhealthy, "fault injected", 1},
-		{panics, "never started its userland", 2},
-		{hangs, "never started its userland", 2},
-	} {
-		t.Run("rollback of "+bad.rel.Version, func(t *testing.T) {
-			stage(ctx, t, l, bad.rel)
-			mark := l.VM.Mark()
-			console(ctx, t, l, "update apply-now")
-			for i := 0; i < bad.boots; i++ {
-				if i > 0 {
-					// A trial boot that left no verdict gets one more,
-					// in the window like any reboot: apply it now again.
-					waitUpdate(ctx, t, l, "retry of "+bad.rel.Version, 3*time.Minute, func(u status.UpdateStatus) bool {
-						return u.State == agent.Staged && u.Target == bad.rel.Version && reasonHas(u, "trying once more")
-					})
-					console(ctx, t, l, "update apply-now")
-				}
-				version, slot := waitBanner(ctx, t, l, mark)
-				if version != bad.rel.Version || slot != "A" {
-					t.Fatalf("trial boot %d: %s on %s; want %s on A", i+1, version, slot, bad.rel.Version)
-				}
-				mark = l.VM.Mark()
-				// The firmware brings the box back to B by itself.
-				if version, slot = waitBanner(ctx, t, l, mark); version != v2.Version || slot != "B" {
-					t.Fatalf("after trial boot %d: %s on %s; want %s on B", i+1, version, slot, v2.Version)
-				}
-				mark = l.VM.Mark()
-			}
-			r := waitUpdate(ctx, t, l, "rollback of "+bad.rel.Version, 5*time.Minute, func(u status.UpdateStatus) bool {
-				return u.State == agent.RolledBack && u.Last != nil && u.Last.Result == agent.OutcomeRolledBack && u.Last.To == bad.rel.Version
-			})
-			t.Logf("rolled back: %s", describe(r.Update))
-			if !strings.Contains(r.Update.Last.Reason, bad.reason) {
-				t.Errorf("rollback reason %q does not say %q", r.Update.Last.Reason, bad.reason)
-			}
-			healthyOn(ctx, t, l, v2.Version, "B")
-			checkBootSteady(t, r.Update, "B")
-			// The failed release is not tried again.
-			console(ctx, t, l, "update check")
-			r = waitUpdate(ctx, t, l, "refusal to retry "+bad.rel.Version, 2*time.Minute, func(u status.UpdateStatus) bool {
-				return u.State != agent.Downloading && u.State != agent.Staged && reasonHas(u, "failed its trial before")
-			})
-			checkBootSteady(t, r.Update, "B")
-		})
-	}
+	// A release whose validator refuses the installed config: the box
+	// runs, but not with its config, so the trial is not healthy.
+	t.Run("rollback of a release that rejects the config", func(t *testing.T) {
+		rollsBack(ctx, t, l, badRelease{rejects, "config not in force: /data/pqbranch.json: hostname: fault injected", 1}, v2.Version, "B", "A")
+	})
 
 	t.Run("B to A", func(t *testing.T) {
 		stage(ctx, t, l, v3)
@@ -168,4 +115,84 @@ func TestUpdates(t *testing.T) {
 		})
 		checkBootSteady(t, r.Update, "A")
 	})
+}
+
+// TestRollbacks offers one box three bad releases: one that is never
+// healthy, one whose kernel panics and one whose init hangs. Each is
+// applied at once (update apply-now, outside the window); each time the
+// box boots it on trial from slot B, is back on slot A by itself with the
+// reason in status, and does not try that release again.
+func TestRollbacks(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	v1, _ := defaultRelease(t)
+	unhealthy := buildRelease(t, "0.3.0-unhealthy", v1.Epoch+200, release.FaultUnhealthy)
+	panics := buildRelease(t, "0.3.1-panic", v1.Epoch+300, release.FaultPanic)
+	hangs := buildRelease(t, "0.3.2-hang", v1.Epoch+400, release.FaultHang)
+
+	l := startHealthyBox(ctx, t, v1.Version)
+
+	for _, bad := range []badRelease{
+		{unhealthy, "fault injected", 1},
+		{panics, "never started its userland", 2},
+		{hangs, "never started its userland", 2},
+	} {
+		t.Run("rollback of "+bad.rel.Version, func(t *testing.T) {
+			rollsBack(ctx, t, l, bad, v1.Version, "A", "B")
+		})
+	}
+}
+
+// badRelease is a release whose trial fails.
+type badRelease struct {
+	rel    testRelease
+	reason string // what the rolled-back status must say
+	boots  int    // trial boots before the rollback
+}
+
+// rollsBack applies bad at once on a box that runs home from homeSlot: it
+// boots on trial from trialSlot, the box is back on homeSlot by itself
+// with the reason in status, and bad is not tried again.
+func rollsBack(ctx context.Context, t *testing.T, l *Lab, bad badRelease, home, homeSlot, trialSlot string) {
+	t.Helper()
+	stage(ctx, t, l, bad.rel)
+	mark := l.VM.Mark()
+	console(ctx, t, l, "update apply-now")
+	for i := 0; i < bad.boots; i++ {
+		if i > 0 {
+			// A trial boot that left no verdict gets one more, in the
+			// window like any reboot: apply it now again.
+			waitUpdate(ctx, t, l, "retry of "+bad.rel.Version, 3*time.Minute, func(u status.UpdateStatus) bool {
+				return u.State == agent.Staged && u.Target == bad.rel.Version && reasonHas(u, "trying once more")
+			})
+			console(ctx, t, l, "update apply-now")
+		}
+		version, slot := waitBanner(ctx, t, l, mark)
+		if version != bad.rel.Version || slot != trialSlot {
+			t.Fatalf("trial boot %d: %s on %s; want %s on %s", i+1, version, slot, bad.rel.Version, trialSlot)
+		}
+		mark = l.VM.Mark()
+		// The firmware brings the box back by itself.
+		if version, slot = waitBanner(ctx, t, l, mark); version != home || slot != homeSlot {
+			t.Fatalf("after trial boot %d: %s on %s; want %s on %s", i+1, version, slot, home, homeSlot)
+		}
+		mark = l.VM.Mark()
+	}
+	r := waitUpdate(ctx, t, l, "rollback of "+bad.rel.Version, 5*time.Minute, func(u status.UpdateStatus) bool {
+		return u.State == agent.RolledBack && u.Last != nil && u.Last.Result == agent.OutcomeRolledBack && u.Last.To == bad.rel.Version
+	})
+	t.Logf("rolled back: %s", describe(r.Update))
+	if !strings.Contains(r.Update.Last.Reason, bad.reason) {
+		t.Errorf("rollback reason %q does not say %q", r.Update.Last.Reason, bad.reason)
+	}
+	healthyOn(ctx, t, l, home, homeSlot)
+	checkBootSteady(t, r.Update, homeSlot)
+	// The failed release is not tried again.
+	console(ctx, t, l, "update check")
+	r = waitUpdate(ctx, t, l, "refusal to retry "+bad.rel.Version, 2*time.Minute, func(u status.UpdateStatus) bool {
+		return u.State != agent.Downloading && u.State != agent.Staged && reasonHas(u, "failed its trial before")
+	})
+	checkBootSteady(t, r.Update, homeSlot)
 }
