@@ -35,9 +35,9 @@ var CoreCommands = []string{"github.com/u-root/u-root/cmds/core/*"}
 // picks the versions of u-root and of everything the commands import).
 // u-root's busybox build recompiles all of its packages every time, so the
 // archive is cached by everything that determines its bytes: the Go
-// version, the module's go.sum (a dependency's new version, such as the
-// shell's line editor, is a new archive) and the command list. Rebuilding
-// the appliance never pays for it again.
+// version, the module's go.mod and go.sum (a dependency's new version, such
+// as the shell's line editor's, is a new archive) and the command list.
+// Rebuilding the appliance never pays for it again.
 // gobusybox runs go with the process's environment and no GOCACHE of its
 // own; as it builds with -a, a Go build cache is written but never read.
 func URootArchive(cacheDir, modDir string, cmds []string, progress io.Writer) (string, error) {
@@ -48,14 +48,19 @@ func URootArchive(cacheDir, modDir string, cmds []string, progress io.Writer) (s
 			pkgs[i] = "github.com/u-root/u-root/cmds/core/" + c
 		}
 	}
-	sums, err := os.ReadFile(filepath.Join(modDir, "go.sum"))
-	if err != nil {
-		return "", fmt.Errorf("u-root busybox build: the module's versions: %w", err)
-	}
 	key := sha256.New()
 	fmt.Fprintln(key, runtime.Version(), moduleVersion("github.com/u-root/mkuimage"))
 	fmt.Fprintln(key, strings.Join(pkgs, " "))
-	key.Write(sums)
+	// go.mod picks the versions (go.sum keeps old lines after a downgrade
+	// or a replace); go.sum pins their contents.
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(modDir, f))
+		if err != nil {
+			return "", fmt.Errorf("u-root busybox build: the module's versions: %w", err)
+		}
+		fmt.Fprintf(key, "%s %d\n", f, len(b))
+		key.Write(b)
+	}
 	out := filepath.Join(cacheDir, "uroot", hex.EncodeToString(key.Sum(nil))[:16]+".cpio")
 	if _, err := os.Stat(out); err == nil {
 		return out, nil

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"time"
@@ -10,9 +11,9 @@ import (
 
 // The dev console's shell reads each line with a full-screen line editor
 // that draws the line again for every key, wrapping it onto rows of 80
-// columns. Keys typed while the previous command is still finishing can be
-// lost between two editors, so Command types a line, waits to see it drawn
-// whole, and only then presses Enter.
+// columns. Keys can be lost, or land behind a line left over in the
+// editor, so Command clears the line, types it, waits to see exactly that
+// line drawn, and only then presses Enter.
 const (
 	// echoBase and echoPerKey bound how long a typed line may take to be
 	// drawn whole: a redraw per key, a third of a second each under TCG.
@@ -20,8 +21,10 @@ const (
 	echoPerKey = time.Second
 	// typeTries bounds the retyping of a line that was never drawn.
 	typeTries = 4
-	// killLine is C-u: the editor deletes the line up to the cursor, and a
-	// tty in canonical mode (no editor running yet) drops the pending line.
+	// killLine is C-u: the editor deletes the line up to the cursor (an
+	// empty line stays empty), and a tty in canonical mode (a command still
+	// running, no editor yet) drops the pending line. It is no signal: a
+	// running command is not interrupted.
 	killLine = "\x15"
 	// drawnRows is how many console lines a drawn command may span.
 	drawnRows = 3
@@ -31,16 +34,29 @@ const (
 var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
 // Command types cmd on the console's shell and presses Enter once the line
-// editor has drawn it whole after its prompt. It returns when the line is
-// entered, not when the command is done: the caller waits for its effect.
+// editor has drawn exactly that line. It returns when the line is entered,
+// not when the command is done: the caller waits for its effect.
 func (l *Lab) Command(ctx context.Context, cmd string) error {
+	return l.typeCommand(ctx, cmd, typeTries)
+}
+
+// TryCommand is Command with a single try, for a box that may be
+// rebooting with no shell to type to: the caller tries again later.
+func (l *Lab) TryCommand(ctx context.Context, cmd string) error {
+	return l.typeCommand(ctx, cmd, 1)
+}
+
+func (l *Lab) typeCommand(ctx context.Context, cmd string, tries int) error {
 	for try := 1; ; try++ {
+		// A comment of its own makes each try's line unique, so that the
+		// last frame of an earlier, identical line cannot pass for it.
+		line := fmt.Sprintf("%s #%d", cmd, rand.Uint32())
 		mark := l.VM.Mark()
-		if err := l.VM.Send(cmd); err != nil {
+		if err := l.VM.Send(killLine + line); err != nil {
 			return fmt.Errorf("lab: console: %w", err)
 		}
-		wctx, cancel := context.WithTimeout(ctx, echoBase+time.Duration(len(cmd))*echoPerKey)
-		_, err := l.VM.WaitLineFunc(wctx, mark, fmt.Sprintf("prompt showing %q", cmd), drawnLine(cmd))
+		wctx, cancel := context.WithTimeout(ctx, echoBase+time.Duration(len(line))*echoPerKey)
+		_, err := l.VM.WaitLineFunc(wctx, mark, fmt.Sprintf("prompt showing %q", line), drawnLine(line))
 		cancel()
 		if err == nil {
 			if err := l.VM.Send("\r"); err != nil {
@@ -48,34 +64,34 @@ func (l *Lab) Command(ctx context.Context, cmd string) error {
 			}
 			return nil
 		}
-		if ctx.Err() != nil || try == typeTries {
+		if ctx.Err() != nil || try == tries {
 			return fmt.Errorf("lab: console: typed %q %d times: %w", cmd, try, err)
-		}
-		if err := l.VM.Send(killLine); err != nil {
-			return fmt.Errorf("lab: console: %w", err)
 		}
 	}
 }
 
 // drawnLine returns a check, fed the console's lines in order, that
-// accepts the line completing a drawing of "> cmd". A long line is wrapped
-// at a space onto rows indented by two, so rows are compared joined and
-// without their spaces.
+// accepts the line completing a drawing of "> cmd" and nothing else. A
+// long line is wrapped at a space onto rows indented by two; the rows are
+// compared joined, with runs of spaces as one.
 func drawnLine(cmd string) func(line string) bool {
-	want := ">" + noSpace(cmd)
+	want := strings.Join(strings.Fields(cmd), " ")
 	var rows []string
 	return func(line string) bool {
-		rows = append(rows, noSpace(ansiEscape.ReplaceAllString(line, "")))
+		rows = append(rows, strings.TrimRight(ansiEscape.ReplaceAllString(line, ""), " "))
 		if len(rows) > drawnRows {
 			rows = rows[1:]
 		}
-		for i := range rows {
-			if strings.Contains(strings.Join(rows[i:], ""), want) {
-				return true
+		// The drawing ends at this line: find where it starts.
+		for i := len(rows) - 1; i >= 0; i-- {
+			if text, ok := strings.CutPrefix(rows[i], "> "); ok {
+				parts := append([]string{text}, rows[i+1:]...)
+				return strings.Join(strings.Fields(strings.Join(parts, " ")), " ") == want
+			}
+			if !strings.HasPrefix(rows[i], "  ") {
+				return false // neither the prompt's row nor a wrapped one
 			}
 		}
 		return false
 	}
 }
-
-func noSpace(s string) string { return strings.Join(strings.Fields(s), "") }

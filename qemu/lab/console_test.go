@@ -4,7 +4,8 @@ import "testing"
 
 // Console lines as the dev shell's line editor draws them (captured from a
 // box under QEMU): a short line, and a long one wrapped onto two rows with
-// a log line written between two redraws.
+// a log line written between two redraws. Only a drawing of exactly the
+// command is accepted.
 func TestDrawnLine(t *testing.T) {
 	const (
 		row1    = "\x1b[0D\x1b[1A\x1b[2K\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mecho aaaa bbbb \x1b[0m\x1b[40m              \x1b[0m"
@@ -13,6 +14,9 @@ func TestDrawnLine(t *testing.T) {
 		logLine = "\x1b[0Dtime=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel"
 		short   = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 		partial = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate chec\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		noSpace = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdatecheck\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		extra   = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate checkx\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		twice   = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate checkupdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 		tail    = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 	)
 	for _, tc := range []struct {
@@ -27,6 +31,10 @@ func TestDrawnLine(t *testing.T) {
 		{"wrapped", "echo aaaa bbbb cccc dddd", []string{row1, row2Cut, logLine, row1, row2}, 4},
 		{"wrapped, not all typed", "echo aaaa bbbb cccc dddd", []string{row1, row2Cut, logLine, row1, row2Cut}, -1},
 		{"other prompt", "update apply-now", []string{short, partial}, -1},
+		{"space lost", "update check", []string{noSpace}, -1},
+		{"more typed", "update check", []string{extra}, -1},
+		{"typed twice", "update check", []string{twice}, -1},
+		{"wrapped, with a row of another line before", "echo aaaa bbbb cccc dddd", []string{short, row1, row2}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			drawn := drawnLine(tc.cmd)

@@ -160,10 +160,11 @@ func console(ctx context.Context, t *testing.T, l *Lab, cmd string) {
 }
 
 // retype types a command where the box may be rebooting, with no shell to
-// type to: a failure is only logged, and the caller types it again later.
+// type to: one try, a failure is only logged, and the caller types it
+// again later.
 func retype(ctx context.Context, t *testing.T, l *Lab, cmd string) {
 	t.Helper()
-	if err := l.Command(ctx, cmd); err != nil {
+	if err := l.TryCommand(ctx, cmd); err != nil {
 		t.Logf("%v (the box may be rebooting; typed again later)", err)
 	}
 }

@@ -60,7 +60,11 @@ func TestFaultRejectConfig(t *testing.T) {
 			wantHealth := tc.health + strings.Join(wantErrors, "; ")
 			for _, when := range []string{"boot", "reload"} {
 				if when == "reload" {
-					_ = a.store.Reload() // as SIGHUP or the reload applet would
+					// As SIGHUP or the reload applet would: refused with the
+					// fault, taken without it.
+					if err := a.store.Reload(); (err != nil) != (tc.problem != "") {
+						t.Errorf("reload: %v, want an error: %v", err, tc.problem != "")
+					}
 				}
 				if got := a.store.Current().Hostname; got != tc.hostname {
 					t.Errorf("%s: hostname in force %q, want %q", when, got, tc.hostname)

@@ -173,3 +173,34 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("without a handler: %v, %d queued, %d handled", err, p.Pending(), len(got))
 	}
 }
+
+// What the Peer sends while held reaches the session only on Release, in
+// order and through the loss function; then sends go straight again.
+func TestHoldRelease(t *testing.T) {
+	b, p := New(DefaultAddrs)
+	defer b.Close()
+	p.SetLoss(func(toEdge bool, d Datagram) bool { return string(d.B) == "lose" })
+	p.Hold()
+	for _, s := range []string{"one", "lose", "two"} {
+		if err := p.Send(false, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case d := <-b.l.toBind[0]:
+		t.Fatalf("%q reached the session while held", d)
+	default:
+	}
+	p.Release()
+	for _, want := range []string{"one", "two"} {
+		if d, _, _ := b.Receive(false); string(d) != want {
+			t.Fatalf("session got %q, want %q", d, want)
+		}
+	}
+	if err := p.Send(true, []byte("three")); err != nil {
+		t.Fatal(err)
+	}
+	if d, _, _ := b.Receive(true); string(d) != "three" {
+		t.Fatalf("after Release the session got %q, want %q", d, "three")
+	}
+}
