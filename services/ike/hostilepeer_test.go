@@ -718,3 +718,29 @@ func TestRequestDatagramsBounded(t *testing.T) {
 		t.Fatalf("state %s after the request", st.State)
 	}
 }
+
+// Stopping the session in the middle of a dead-peer check (the edge went
+// silent, our INFORMATIONAL is being retransmitted) is a stop, not a
+// failure: maintain returns the context's error itself, as it does
+// between exchanges, so Run does not report a lost peer on shutdown.
+// TestInteropLossyPath saw "dead peer detection: context canceled".
+func TestMaintainStoppedDuringDPD(t *testing.T) {
+	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}})
+	cfg := tunnelConfig(r)
+	cfg.DPDInterval = "1s"
+	opt, _ := testOptions(t, r)
+	opt.RetransmitTries = 100 // the check outlasts the test
+	s := newSession(t, cfg, opt)
+	if err := s.Establish(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.SetSilent(true)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.maintain(ctx) }()
+	waitFor(t, "a dead-peer check being retransmitted", func() bool { return s.Status().Retransmits > 0 })
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("maintain stopped during a dead-peer check: %v, want context.Canceled itself", err)
+	}
+}

@@ -63,6 +63,10 @@ func (s *Session) maintain(ctx context.Context) error {
 				refreshAt = now.Add(s.opt.StatusInterval)
 			}
 			if err := s.due(ctx, now); err != nil {
+				if ctx.Err() != nil {
+					// Stopped mid-exchange: a stop, not a lost peer.
+					return ctx.Err()
+				}
 				return err
 			}
 		}
