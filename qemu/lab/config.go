@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// configWait bounds the download and reload of a config on the box.
+const configWait = 3 * time.Minute
+
 // WriteConfig replaces the appliance's config on /data with cfg and has
 // init apply it (the reload command). The dev console's line editor
 // redraws the whole line for every character typed, which makes typing a
@@ -33,15 +36,24 @@ func (l *Lab) WriteConfig(ctx context.Context, cfg []byte) error {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	// The shell computes the done marker, so the echoed command line
-	// cannot match it.
+	// The shell computes the markers, so the echoed command line cannot
+	// match them. A marker may follow the line editor's closing escape
+	// sequence on the same console line: it is looked for anywhere.
 	n := rand.IntN(1 << 20)
-	cmd := fmt.Sprintf("wget -O /data/pqbranch.json http://%v/ && reload && echo ok-$((%d+1))", ln.Addr(), n)
+	cmd := fmt.Sprintf("wget -O /data/pqbranch.json http://%v/ && reload && echo ok-$((%d+1)) || echo failed-$((%d+1))", ln.Addr(), n, n)
+	mark := l.VM.Mark()
 	if err := l.Command(ctx, cmd); err != nil {
 		return fmt.Errorf("lab: config: %w", err)
 	}
-	if _, err := l.VM.WaitLine(ctx, regexp.MustCompile(fmt.Sprintf(`(^|\s)ok-%d\b`, n+1))); err != nil {
+	done := regexp.MustCompile(fmt.Sprintf(`(ok|failed)-%d\b`, n+1))
+	wctx, cancel := context.WithTimeout(ctx, configWait)
+	defer cancel()
+	line, err := l.VM.WaitLineAfter(wctx, mark, done)
+	switch {
+	case err != nil:
 		return fmt.Errorf("lab: config: the console shell did not confirm the download: %w", err)
+	case done.FindStringSubmatch(line)[1] == "failed":
+		return fmt.Errorf("lab: config: the download or the reload failed on the box (console: %q)", line)
 	}
 	return nil
 }
