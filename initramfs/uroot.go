@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 
 	"github.com/u-root/gobusybox/src/pkg/golang"
@@ -49,7 +48,9 @@ func URootArchive(cacheDir, modDir string, cmds []string, progress io.Writer) (s
 		}
 	}
 	key := sha256.New()
-	fmt.Fprintln(key, runtime.Version(), moduleVersion("github.com/u-root/mkuimage"))
+	// The same in pqbuild and in a test binary that builds images, so
+	// both find the one archive.
+	fmt.Fprintln(key, runtime.Version())
 	fmt.Fprintln(key, strings.Join(pkgs, " "))
 	// go.mod picks the versions (go.sum keeps old lines after a downgrade
 	// or a replace); go.sum pins their contents.
@@ -89,17 +90,4 @@ func URootArchive(cacheDir, modDir string, cmds []string, progress io.Writer) (s
 		return "", fmt.Errorf("u-root busybox build: %w", err)
 	}
 	return out, os.Rename(tmp, out)
-}
-
-// moduleVersion reports the version of a module linked into this binary,
-// or "devel" when it cannot be told (go run, tests).
-func moduleVersion(path string) string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == path {
-				return d.Version
-			}
-		}
-	}
-	return "devel"
 }

@@ -18,11 +18,7 @@ import (
 // TestUpdates and TestRollbacks it has a box of its own, so that the
 // update tests run side by side on the machine's cores.
 func TestRejectedBundles(t *testing.T) {
-	needLab(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	v1, _ := defaultRelease(t)
+	ctx, v1 := updateTest(t, 45*time.Minute)
 	v2 := buildRelease(t, "0.2.0-test", v1.Epoch+100, "")
 	good, err := os.ReadFile(v2.Bundle)
 	if err != nil {
@@ -50,13 +46,7 @@ func TestRejectedBundles(t *testing.T) {
 //     its own);
 //   - B→A with the next good release, applied at once outside the window.
 func TestUpdates(t *testing.T) {
-	needLab(t)
-	// Each boots its own box in its own lab; under TCG a VM keeps one core
-	// busy, so two such tests share the machine's two.
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
-	v1, _ := defaultRelease(t)
+	ctx, v1 := updateTest(t, 40*time.Minute)
 	v2 := buildRelease(t, "0.2.0-test", v1.Epoch+100, "")
 	rejects := buildRelease(t, "0.3.3-rejectconfig", v1.Epoch+450, release.FaultRejectConfig)
 	v3 := buildRelease(t, "0.4.0-test", v1.Epoch+500, "")
@@ -123,11 +113,7 @@ func TestUpdates(t *testing.T) {
 // box boots it on trial from slot B, is back on slot A by itself with the
 // reason in status, and does not try that release again.
 func TestRollbacks(t *testing.T) {
-	needLab(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	v1, _ := defaultRelease(t)
+	ctx, v1 := updateTest(t, 45*time.Minute)
 	unhealthy := buildRelease(t, "0.3.0-unhealthy", v1.Epoch+200, release.FaultUnhealthy)
 	panics := buildRelease(t, "0.3.1-panic", v1.Epoch+300, release.FaultPanic)
 	hangs := buildRelease(t, "0.3.2-hang", v1.Epoch+400, release.FaultHang)
@@ -195,4 +181,18 @@ func rollsBack(ctx context.Context, t *testing.T, l *Lab, bad badRelease, home, 
 		return u.State != agent.Downloading && u.State != agent.Staged && reasonHas(u, "failed its trial before")
 	})
 	checkBootSteady(t, r.Update, homeSlot)
+}
+
+// updateTest starts an update test that boots a box of its own in a lab
+// of its own: it runs beside the other update tests (under TCG a VM keeps
+// one core busy, so two share the machine's two), within d, and returns
+// the default image's release every box starts on.
+func updateTest(t *testing.T, d time.Duration) (context.Context, release.Release) {
+	t.Helper()
+	needLab(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	v1, _ := defaultRelease(t)
+	return ctx, v1
 }
