@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,14 +23,18 @@ type Bind interface {
 	// NAT-T port, as is: the caller adds the non-ESP marker. It sends
 	// nothing once ctx is done.
 	Send(ctx context.Context, natPort bool, b []byte) error
-	// Receive blocks for the next datagram on one port and returns it in a
-	// slice of its own, exactly its size: a session reads few datagrams,
-	// and a 64 KiB buffer per port for the largest one would be most of
-	// what a handshake allocates. It returns an error wrapping
-	// net.ErrClosed once the Bind is closed; other errors (ICMP reports on
-	// a connected socket) are transient. It takes no ctx: its reader lives
-	// as long as the Bind, not as one request, and Close is what ends it.
-	Receive(natPort bool) (b []byte, from netip.AddrPort, err error)
+	// Receive waits for the next datagram on either port and returns it in
+	// a slice of its own, exactly its size: a session reads few datagrams,
+	// and a 64 KiB buffer for the largest one would be most of what a
+	// handshake allocates. The session's own goroutine calls it, with no
+	// reader goroutine in between, so an answer wakes the session once and
+	// nothing else. It returns ctx's error once ctx is done,
+	// os.ErrDeadlineExceeded at the deadline (zero: none; a passed one
+	// returns at once, before any datagram, so timers are never starved by
+	// a flood), and an error wrapping net.ErrClosed once the Bind is
+	// closed. It reports no other error: an ICMP report on a connected
+	// socket says nothing an unanswered request does not.
+	Receive(ctx context.Context, deadline time.Time) (b []byte, natPort bool, from netip.AddrPort, err error)
 	// LocalAddr and RemoteAddr are a port's two ends, for NAT detection
 	// and the kernel's ESP-in-UDP SAs.
 	LocalAddr(natPort bool) netip.AddrPort
@@ -48,10 +55,16 @@ type BindConfig struct {
 }
 
 // udpBind is two UDP sockets connected to the edge, so the kernel filters
-// other sources and picks the local address.
+// other sources and picks the local address, and an epoll instance that
+// holds both: the session waits on that one descriptor, through Go's
+// poller, for a datagram on either port, where a reader goroutine per
+// socket would hand each datagram on and wake the session a second time.
 type udpBind struct {
 	ike, nat       *net.UDPConn
-	ikeRaw, natRaw syscall.RawConn // for nextSize
+	ikeRaw, natRaw syscall.RawConn
+	ready          *os.File // the epoll instance: readable while either socket is
+	readyRaw       syscall.RawConn
+	closed         atomic.Bool
 }
 
 // DialUDP opens the two sockets of c; it is Options.NewBind's default.
@@ -66,14 +79,48 @@ func DialUDP(ctx context.Context, c BindConfig) (Bind, error) {
 		return nil, fmt.Errorf("NAT-T socket: %w", err)
 	}
 	b := &udpBind{ike: ike, nat: nat}
-	if b.ikeRaw, err = ike.SyscallConn(); err == nil {
-		b.natRaw, err = nat.SyscallConn()
-	}
-	if err != nil {
+	if err := b.watch(); err != nil {
 		b.Close()
-		return nil, err
+		return nil, fmt.Errorf("waiting on both sockets: %w", err)
 	}
 	return b, nil
+}
+
+// watch creates the epoll instance and adds both sockets to it. Go's
+// poller watches the instance itself, which Linux allows: it is readable
+// while a socket in it is.
+func (b *udpBind) watch() error {
+	var err error
+	if b.ikeRaw, err = b.ike.SyscallConn(); err != nil {
+		return err
+	}
+	if b.natRaw, err = b.nat.SyscallConn(); err != nil {
+		return err
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile hands it to Go's poller and
+	// deadlines work on it.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return os.NewSyscallError("fcntl", err)
+	}
+	b.ready = os.NewFile(uintptr(epfd), "ike-sockets")
+	if b.readyRaw, err = b.ready.SyscallConn(); err != nil {
+		return err
+	}
+	for _, raw := range []syscall.RawConn{b.ikeRaw, b.natRaw} {
+		var aerr error
+		err := raw.Control(func(fd uintptr) {
+			aerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+		})
+		if err = errors.Join(err, aerr); err != nil {
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return nil
 }
 
 func dialUDP(ctx context.Context, local netip.Addr, port uint16, remote netip.AddrPort, espInUDP bool) (*net.UDPConn, error) {
@@ -118,42 +165,90 @@ func (b *udpBind) Send(ctx context.Context, natPort bool, d []byte) error {
 	return err
 }
 
-func (b *udpBind) Receive(natPort bool) ([]byte, netip.AddrPort, error) {
-	raw := b.ikeRaw
-	if natPort {
-		raw = b.natRaw
+func (b *udpBind) Receive(ctx context.Context, deadline time.Time) ([]byte, bool, netip.AddrPort, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, netip.AddrPort{}, err
 	}
-	n, err := nextSize(raw)
-	if err != nil {
-		return nil, netip.AddrPort{}, err
+	// The deadline first, then ctx's: a ctx done in between still ends
+	// the wait, as its deadline in the past is the last one set.
+	if err := b.ready.SetReadDeadline(deadline); err != nil {
+		return nil, false, netip.AddrPort{}, b.closedOr(err)
 	}
-	// At least one byte, so that reading consumes an empty datagram too.
-	buf := make([]byte, max(n, 1))
-	n, from, err := b.conn(natPort).ReadFromUDPAddrPort(buf)
-	return buf[:n], from, err
-}
-
-// nextSize waits for the next datagram on the socket and returns its
-// length, leaving it queued: recvfrom with MSG_PEEK and MSG_TRUNC and no
-// buffer returns the real length of a UDP datagram.
-func nextSize(raw syscall.RawConn) (int, error) {
-	var n uintptr
-	var errno syscall.Errno
-	err := raw.Read(func(fd uintptr) bool {
-		for {
-			n, _, errno = unix.Syscall6(unix.SYS_RECVFROM, fd, 0, 0, unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
-			if errno != unix.EINTR {
-				return errno != unix.EAGAIN // EAGAIN: wait until readable
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { b.ready.SetReadDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	var (
+		d       []byte
+		natPort bool
+		rerr    error
+	)
+	err := b.readyRaw.Read(func(uintptr) bool {
+		for _, natPort = range []bool{false, true} {
+			var ok bool
+			if d, ok, rerr = recvNow(b.raw(natPort)); ok || rerr != nil {
+				return true
 			}
 		}
+		return false // neither had one: wait until the instance is readable
 	})
 	switch {
+	case ctx.Err() != nil:
+		return nil, false, netip.AddrPort{}, ctx.Err()
 	case err != nil:
-		return 0, err // wraps net.ErrClosed once closed
-	case errno != 0:
-		return 0, errno // an ICMP report on the connected socket; it is consumed
+		return nil, false, netip.AddrPort{}, b.closedOr(err)
+	case rerr != nil:
+		return nil, false, netip.AddrPort{}, b.closedOr(rerr)
 	}
-	return int(n), nil
+	return d, natPort, b.RemoteAddr(natPort), nil
+}
+
+func (b *udpBind) raw(natPort bool) syscall.RawConn {
+	if natPort {
+		return b.natRaw
+	}
+	return b.ikeRaw
+}
+
+// closedOr makes the error of a closed Bind the net.ErrClosed it
+// promises: the epoll file's RawConn reports "use of closed file", which
+// os does not export. Other errors (the deadline) pass.
+func (b *udpBind) closedOr(err error) error {
+	if b.closed.Load() || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("ike sockets: %w", net.ErrClosed)
+	}
+	return err
+}
+
+// recvNow reads the datagram queued on a socket, if there is one, without
+// waiting. recvfrom with MSG_PEEK and MSG_TRUNC and no buffer returns the
+// real length of a UDP datagram, so the buffer is made to its size. An
+// ICMP report on the connected socket is consumed by the peek, and the
+// socket looked at again. The error is the socket's being closed.
+func recvNow(raw syscall.RawConn) (d []byte, ok bool, err error) {
+	err = raw.Control(func(fd uintptr) {
+		// Each error is consumed; a few in a row is a burst of ICMP
+		// reports, which must not keep the session here.
+		for range 8 {
+			n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, 0, 0, unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+			switch errno {
+			case 0:
+			case unix.EAGAIN:
+				return
+			default:
+				continue // EINTR, or an ICMP report, now consumed
+			}
+			// At least one byte, so that reading consumes an empty datagram too.
+			buf := make([]byte, max(int(n), 1))
+			m, rerr := unix.Read(int(fd), buf)
+			if rerr != nil {
+				continue // EINTR, or an ICMP report that came after the peek
+			}
+			d, ok = buf[:m], true
+			return
+		}
+	})
+	return d, ok, err
 }
 
 func (b *udpBind) LocalAddr(natPort bool) netip.AddrPort {
@@ -164,4 +259,11 @@ func (b *udpBind) RemoteAddr(natPort bool) netip.AddrPort {
 	return b.conn(natPort).RemoteAddr().(*net.UDPAddr).AddrPort()
 }
 
-func (b *udpBind) Close() error { return errors.Join(b.ike.Close(), b.nat.Close()) }
+func (b *udpBind) Close() error {
+	b.closed.Store(true)
+	err := errors.Join(b.ike.Close(), b.nat.Close())
+	if b.ready != nil {
+		err = errors.Join(err, b.ready.Close())
+	}
+	return err
+}

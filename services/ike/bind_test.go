@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/pqbranch/pqbranch/services/ike/ikeresp"
 	"github.com/pqbranch/pqbranch/services/ike/message"
 	"github.com/pqbranch/pqbranch/services/ike/xfrm"
+	"golang.org/x/sys/unix"
 )
 
 // TestLostPeerOverMemoryBind runs IKE_SA_INIT over the in-memory Bind
@@ -177,8 +179,9 @@ func TestLossyPathInMemory(t *testing.T) {
 
 // TestUDPBindReceive: the appliance's Bind returns each datagram whole in a
 // slice of exactly its size, from an empty one to the largest UDP allows,
-// on the port it arrived at; an ICMP error is reported once, not again and
-// again; Close ends Receive with net.ErrClosed.
+// with the port it arrived at; an ICMP error is consumed, not returned and
+// not left to wake Receive again; the deadline, the ctx and Close each end
+// a Receive that waits.
 func TestUDPBindReceive(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	edgeIKE, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 0)))
@@ -212,40 +215,80 @@ func TestUDPBindReceive(t *testing.T) {
 		if _, err := from.WriteToUDPAddrPort(d, b.LocalAddr(tc.natPort)); err != nil {
 			t.Fatal(err)
 		}
-		got, src, err := b.Receive(tc.natPort)
-		if err != nil || !bytes.Equal(got, d) || len(got) != cap(got) && tc.size > 0 || src != b.RemoteAddr(tc.natPort) {
-			t.Fatalf("%d bytes to NAT-T port %v: got %d bytes (cap %d, equal %v) from %v, %v",
-				tc.size, tc.natPort, len(got), cap(got), bytes.Equal(got, d), src, err)
+		got, natPort, src, err := b.Receive(t.Context(), time.Now().Add(5*time.Second))
+		if err != nil || !bytes.Equal(got, d) || len(got) != cap(got) && tc.size > 0 || natPort != tc.natPort || src != b.RemoteAddr(tc.natPort) {
+			t.Fatalf("%d bytes to NAT-T port %v: got %d bytes (cap %d, equal %v) on NAT-T port %v from %v, %v",
+				tc.size, tc.natPort, len(got), cap(got), bytes.Equal(got, d), natPort, src, err)
 		}
 	}
 
-	// A port nobody listens on answers with ICMP port unreachable.
+	// Nothing more: the deadline ends the wait, and a passed one returns
+	// at once.
+	start := time.Now()
+	if _, _, _, err := b.Receive(t.Context(), start.Add(30*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 30*time.Millisecond {
+		t.Fatalf("Receive with nothing sent: %v after %v, want os.ErrDeadlineExceeded after 30ms", err, time.Since(start))
+	}
+	if _, err := edgeIKE.WriteToUDPAddrPort([]byte("queued"), b.LocalAddr(false)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // loopback: the datagram is queued by now
+	if _, _, _, err := b.Receive(t.Context(), time.Now().Add(-time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Receive with a passed deadline and a datagram queued: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if d, _, _, err := b.Receive(t.Context(), time.Now().Add(5*time.Second)); err != nil || string(d) != "queued" {
+		t.Fatalf("Receive after the passed deadline: %q, %v; want the queued datagram", d, err)
+	}
+
+	// A ctx that ends while Receive waits ends it; one already done ends
+	// it at once.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	if _, _, _, err := b.Receive(ctx, time.Time{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive as its ctx ends: %v, want context.DeadlineExceeded", err)
+	}
+	if _, _, _, err := b.Receive(ctx, time.Time{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive with a done ctx: %v, want context.DeadlineExceeded", err)
+	}
+
+	// A port nobody listens on answers with ICMP port unreachable, which
+	// Receive consumes: the socket holds no pending error afterwards, and
+	// Receive waits on until its deadline.
 	edgeNAT.Close()
 	if err := b.Send(t.Context(), true, []byte("to a closed port")); err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 2)
+	time.Sleep(10 * time.Millisecond) // loopback: the ICMP report is in by now
+	start = time.Now()
+	if _, _, _, err := b.Receive(t.Context(), start.Add(50*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("Receive after ICMP port unreachable: %v after %v, want os.ErrDeadlineExceeded after 50ms", err, time.Since(start))
+	}
+	raw, err := b.(*udpBind).nat.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var soerr int
+	raw.Control(func(fd uintptr) { soerr, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) })
+	if err != nil || soerr != 0 {
+		t.Fatalf("NAT-T socket's pending error after Receive: %d (%v), want the ICMP report consumed", soerr, err)
+	}
+
+	// Close ends a Receive that waits.
+	errc := make(chan error, 1)
 	go func() {
-		for range 2 {
-			_, _, err := b.Receive(true)
-			errc <- err
-		}
+		_, _, _, err := b.Receive(t.Context(), time.Time{})
+		errc <- err
 	}()
+	time.Sleep(20 * time.Millisecond)
+	b.Close()
 	select {
 	case err := <-errc:
-		if err == nil || errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Receive after ICMP port unreachable: %v, want the transient error", err)
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Receive after Close: %v, want net.ErrClosed", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("no error from the ICMP port unreachable")
+		t.Fatal("Close did not end a waiting Receive")
 	}
-	select {
-	case err := <-errc:
-		t.Fatalf("second Receive returned %v at once: the ICMP error was not consumed", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	b.Close()
-	if err := <-errc; !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Receive after Close: %v, want net.ErrClosed", err)
+	if _, _, _, err := b.Receive(t.Context(), time.Time{}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Receive on a closed Bind: %v, want net.ErrClosed", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 )
@@ -164,21 +165,20 @@ func (s *Session) awaitPeerCreate(ctx context.Context, sa *ikeSA) error {
 	if sa.peerCreate == nil {
 		return nil
 	}
-	deadline := time.NewTimer(s.exchangeTimeout())
-	defer deadline.Stop()
+	deadline := time.Now().Add(s.exchangeTimeout())
 	for sa.peerCreate != nil {
-		select {
-		case <-ctx.Done():
+		p, err := s.tr.receive(ctx, deadline)
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
-		case <-deadline.C:
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil
-		case p := <-s.tr.in:
-			s.tr.recvd++
-			s.tr.bytesRecvd += uint64(len(p.b))
-			s.dispatch(ctx, p)
-			if s.fatal != nil {
-				return s.fatal
-			}
+		case err != nil:
+			return err // the transport closed under us
+		}
+		s.dispatch(ctx, p)
+		if s.fatal != nil {
+			return s.fatal
 		}
 	}
 	return nil

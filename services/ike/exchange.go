@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/ike/message"
@@ -34,7 +35,7 @@ const (
 // racing the real response does not win. match remembers what it saw.
 func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, tries int, match func(packet) verdict) error {
 	timeout := s.opt.RetransmitBase
-	var settle <-chan time.Time
+	var settleAt time.Time // set by the first provisional answer
 	for try := 0; try < tries; try++ {
 		if try > 0 {
 			s.update(func(st *Status) { st.Retransmits++ })
@@ -43,49 +44,45 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 		if err := s.tr.send(ctx, dgs); err != nil {
 			s.log.Debug("send failed", "request", what, "err", err)
 		}
-		timer := time.NewTimer(timeout)
-		retransmit := timer.C
-		for waiting := true; waiting; {
-			select {
-			case <-ctx.Done():
-				timer.Stop()
+		retransmitAt := time.Now().Add(timeout)
+		for {
+			deadline := retransmitAt
+			if !settleAt.IsZero() {
+				// Settle instead of retransmitting: a repeat would only
+				// draw another answer of the same kind.
+				deadline = settleAt
+			}
+			p, err := s.tr.receive(ctx, deadline)
+			if ctx.Err() != nil {
 				return ctx.Err()
-			case <-retransmit:
-				waiting = false
-			case <-settle:
-				timer.Stop()
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if !settleAt.IsZero() {
+					return nil // only provisional answers came; the caller acts on them
+				}
+				break // retransmit
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err) // the transport closed under us
+			}
+			switch match(p) {
+			case accepted:
+				s.lastRecv = time.Now()
 				return nil
-			case p := <-s.tr.in:
-				s.tr.recvd++
-				s.tr.bytesRecvd += uint64(len(p.b))
-				switch match(p) {
-				case accepted:
-					timer.Stop()
-					s.lastRecv = time.Now()
-					return nil
-				case provisional:
-					// Settle instead of retransmitting: a repeat would
-					// only draw another answer of the same kind.
-					if settle == nil {
-						settle = time.After(s.settleTime())
-						timer.Stop()
-						retransmit = nil
-					}
-					continue
-				case consumed:
-					continue
+			case provisional:
+				if settleAt.IsZero() {
+					settleAt = time.Now().Add(s.settleTime())
 				}
-				s.dispatch(ctx, p)
-				if s.fatal != nil {
-					timer.Stop()
-					return s.fatal
-				}
+				continue
+			case consumed:
+				continue
+			}
+			s.dispatch(ctx, p)
+			if s.fatal != nil {
+				return s.fatal
 			}
 		}
 		timeout = min(2*timeout, s.opt.RetransmitMax)
-	}
-	if settle != nil {
-		return nil // only provisional answers came; the caller acts on them
 	}
 	return fmt.Errorf("%s: %w after %d tries", what, ErrPeerLost, tries)
 }

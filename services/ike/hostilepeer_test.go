@@ -127,8 +127,8 @@ func (p *panickingInstaller) Stats(ctx context.Context, sa xfrm.SA) (xfrm.Counte
 	return p.Memory.Stats(ctx, sa)
 }
 
-// A panic inside the session releases its sockets, reader goroutines and
-// kernel SAs and policies, and Run reports it instead of crashing.
+// A panic inside the session releases its sockets and kernel SAs and
+// policies, and Run reports it instead of crashing.
 func TestPanicReleasesEverything(t *testing.T) {
 	r := startResponder(t, ikeresp.Config{AddKE: []uint16{message.KE_MLKEM768}})
 	opt, mem := testOptions(t, r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -19,7 +20,6 @@ func (s *Session) maintain(ctx context.Context) error {
 	// Status (and the status page) shows traffic, not the last IKE event.
 	refreshAt := time.Now().Add(s.opt.StatusInterval)
 	for {
-		now := time.Now()
 		next := s.ike.rekeyAt
 		if refreshAt.Before(next) {
 			next = refreshAt
@@ -46,17 +46,15 @@ func (s *Session) maintain(ctx context.Context) error {
 				next = d
 			}
 		}
-		timer := time.NewTimer(max(next.Sub(now), 0))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		p, err := s.tr.receive(ctx, next)
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
-		case p := <-s.tr.in:
-			timer.Stop()
-			s.tr.recvd++
-			s.tr.bytesRecvd += uint64(len(p.b))
+		case err == nil:
 			s.dispatch(ctx, p)
-		case <-timer.C:
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			return err // the transport closed under us
+		default:
 			now := time.Now()
 			if !now.Before(refreshAt) {
 				s.refreshStatus(ctx)

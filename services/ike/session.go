@@ -349,8 +349,8 @@ var ErrPanic = errors.New("ike: session panicked")
 // SAs are deleted at the edge and removed from the kernel.
 //
 // A panic (a bug reached by some input) does not leave the session's
-// sockets, reader goroutines and kernel SAs behind: they are released and
-// Run returns ErrPanic, so whoever restarts it starts clean.
+// sockets and kernel SAs behind: they are released and Run returns
+// ErrPanic, so whoever restarts it starts clean.
 func (s *Session) Run(ctx context.Context) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -2,11 +2,9 @@ package ike
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"sync"
+	"time"
 )
 
 // packet is one received datagram, the non-ESP marker already stripped.
@@ -18,49 +16,39 @@ type packet struct {
 
 // transport is the session's side of a Bind: it sends IKE on the IKE port
 // until NAT is detected, then on the NAT-T port behind the 4-byte zero
-// non-ESP marker (RFC 3948), and queues what arrives on either port.
+// non-ESP marker (RFC 3948), and receives on either port. It has no
+// goroutine of its own: the session receives on its own goroutine, so that
+// an answer wakes it directly.
 type transport struct {
 	bind        Bind
 	floated     bool
-	in          chan packet
-	wg          sync.WaitGroup
 	sent, recvd uint64
 	bytesSent   uint64
 	bytesRecvd  uint64
 }
 
-// newTransport reads b's two ports until close.
-func newTransport(b Bind) *transport {
-	t := &transport{bind: b, in: make(chan packet, 64)}
-	t.wg.Add(2)
-	go t.read(false)
-	go t.read(true)
-	return t
-}
+func newTransport(b Bind) *transport { return &transport{bind: b} }
 
-func (t *transport) read(natPort bool) {
-	defer t.wg.Done()
+// receive returns the next IKE datagram, waiting until deadline (zero:
+// none) or until ctx is done; a Bind's errors pass as they are:
+// os.ErrDeadlineExceeded at the deadline, ctx's, net.ErrClosed.
+func (t *transport) receive(ctx context.Context, deadline time.Time) (packet, error) {
 	for {
-		b, from, err := t.bind.Receive(natPort)
+		b, natPort, from, err := t.bind.Receive(ctx, deadline)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // ICMP errors on a connected socket: the peer may come back
+			return packet{}, err
 		}
 		if natPort {
-			// A lone 0xff is a NAT keepalive; anything not starting with the
-			// zero marker is ESP, which only the kernel should see.
+			// A lone 0xff is a NAT keepalive; anything not starting with
+			// the zero marker is ESP, which only the kernel should see.
 			if len(b) < 4 || b[0]|b[1]|b[2]|b[3] != 0 {
 				continue
 			}
 			b = b[4:]
 		}
-		p := packet{b: b, from: from, natPort: natPort}
-		select {
-		case t.in <- p:
-		default: // a flood must not block the reader; IKE retransmits
-		}
+		t.recvd++
+		t.bytesRecvd += uint64(len(b))
+		return packet{b: b, from: from, natPort: natPort}, nil
 	}
 }
 
@@ -98,7 +86,4 @@ func (t *transport) overhead() int {
 	return n
 }
 
-func (t *transport) close() {
-	t.bind.Close()
-	t.wg.Wait()
-}
+func (t *transport) close() { t.bind.Close() }

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"time"
 )
 
 // Addrs are the four ends: the session's IKE and NAT-T ports and the
@@ -117,15 +119,35 @@ func (b *Bind) Send(ctx context.Context, natPort bool, d []byte) error {
 	return nil
 }
 
-// Receive returns the Peer's next datagram to the port, the copy Peer.Send
-// made.
-func (b *Bind) Receive(natPort bool) ([]byte, netip.AddrPort, error) {
-	from := b.RemoteAddr(natPort)
+// Receive returns the Peer's next datagram to either port, the copy
+// Peer.Send made, as ike.Bind's Receive does: ctx's error once it is done,
+// os.ErrDeadlineExceeded at the deadline (a passed one at once, before any
+// datagram), net.ErrClosed once closed.
+func (b *Bind) Receive(ctx context.Context, deadline time.Time) ([]byte, bool, netip.AddrPort, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, netip.AddrPort{}, err
+	}
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, false, netip.AddrPort{}, os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case <-b.l.done:
-		return nil, from, errClosed
-	case d := <-b.l.toBind[port(natPort)]:
-		return d, from, nil
+		return nil, false, netip.AddrPort{}, errClosed
+	case <-ctx.Done():
+		return nil, false, netip.AddrPort{}, ctx.Err()
+	case <-timeout:
+		return nil, false, netip.AddrPort{}, os.ErrDeadlineExceeded
+	case d := <-b.l.toBind[0]:
+		return d, false, b.RemoteAddr(false), nil
+	case d := <-b.l.toBind[1]:
+		return d, true, b.RemoteAddr(true), nil
 	}
 }
 
@@ -193,7 +215,7 @@ func (p *Peer) deliver(dg Datagram) {
 
 // Hold keeps what the Peer sends from the session until Release, which
 // delivers it in order: a handler that times its own work holds its
-// answers, so that waking the session's reader is not counted as its own.
+// answers, so that waking the session is not counted as its own.
 func (p *Peer) Hold() {
 	p.l.mu.Lock()
 	defer p.l.mu.Unlock()

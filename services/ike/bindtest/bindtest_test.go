@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -23,36 +24,62 @@ func TestBothWays(t *testing.T) {
 		if err := p.Send(nat, []byte("to branch")); err != nil {
 			t.Fatal(err)
 		}
-		d2, from, err := b.Receive(nat)
-		if err != nil || string(d2) != "to branch" || from != b.RemoteAddr(nat) {
-			t.Fatalf("bind got %q from %v, %v", d2, from, err)
+		d2, natPort, from, err := b.Receive(t.Context(), time.Time{})
+		if err != nil || string(d2) != "to branch" || natPort != nat || from != b.RemoteAddr(nat) {
+			t.Fatalf("bind got %q on NAT-T port %v from %v, %v; want it on NAT-T port %v", d2, natPort, from, err, nat)
 		}
 	}
-	// The other port has nothing: a datagram arrives only on its own port.
-	if err := p.Send(true, []byte("nat only")); err != nil {
-		t.Fatal(err)
+	// Nothing more: Receive waits until its deadline, and until Close
+	// without one.
+	start := time.Now()
+	if _, _, _, err := b.Receive(t.Context(), start.Add(20*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 20*time.Millisecond {
+		t.Fatalf("Receive with nothing sent: %v after %v, want os.ErrDeadlineExceeded after 20ms", err, time.Since(start))
 	}
-	got := make(chan []byte, 1)
+	got := make(chan error, 1)
 	go func() {
-		d, _, err := b.Receive(false)
-		if err == nil {
-			got <- d
-		}
-		close(got)
+		_, _, _, err := b.Receive(t.Context(), time.Time{})
+		got <- err
 	}()
 	select {
-	case d := <-got:
-		t.Fatalf("IKE port received %q sent to the NAT-T port", d)
+	case err := <-got:
+		t.Fatalf("Receive with nothing sent and no deadline returned %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	b.Close()
-	if _, ok := <-got; ok {
-		t.Fatal("Receive returned data after Close")
+	if err := <-got; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Receive after Close: %v", err)
 	}
 }
 
-// Close unblocks Receive with net.ErrClosed, which ends the session's
-// readers, and later sends fail; what the session sent before stays
+// A deadline that has passed, or a ctx that is done, ends Receive before a
+// queued datagram is taken, so that the session's timers are never
+// starved; the datagram stays for the next Receive.
+func TestReceiveEnds(t *testing.T) {
+	b, p := New(DefaultAddrs)
+	defer b.Close()
+	if err := p.Send(false, []byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := b.Receive(t.Context(), time.Now().Add(-time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Receive with a passed deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, _, err := b.Receive(ctx, time.Time{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Receive with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if d, _, _, err := b.Receive(t.Context(), time.Time{}); err != nil || string(d) != "queued" {
+		t.Fatalf("Receive after those: %q, %v; want %q", d, err, "queued")
+	}
+	// A ctx that ends while Receive waits ends it.
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, _, _, err := b.Receive(ctx, time.Time{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive as its ctx ends: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// Close unblocks Receive with net.ErrClosed, and later sends fail; what the session sent before stays
 // readable.
 func TestClose(t *testing.T) {
 	b, p := New(DefaultAddrs)
@@ -61,7 +88,7 @@ func TestClose(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := b.Receive(false)
+		_, _, _, err := b.Receive(t.Context(), time.Time{})
 		errc <- err
 	}()
 	b.Close()
@@ -138,7 +165,7 @@ func TestLoss(t *testing.T) {
 	if d, _ := p.Recv(t.Context()); string(d.B) != "keep" || p.Pending() != 0 {
 		t.Fatalf("edge got %q and %d more, want only %q", d.B, p.Pending(), "keep")
 	}
-	if d, _, _ := b.Receive(false); string(d) != "keep" {
+	if d, _, _, _ := b.Receive(t.Context(), time.Time{}); string(d) != "keep" {
 		t.Fatalf("session got %q, want %q", d, "keep")
 	}
 	if want := []bool{true, false, true, false}; !slices.Equal(seen, want) {
@@ -193,14 +220,14 @@ func TestHoldRelease(t *testing.T) {
 	}
 	p.Release()
 	for _, want := range []string{"one", "two"} {
-		if d, _, _ := b.Receive(false); string(d) != want {
+		if d, nat, _, _ := b.Receive(t.Context(), time.Time{}); string(d) != want || nat {
 			t.Fatalf("session got %q, want %q", d, want)
 		}
 	}
 	if err := p.Send(true, []byte("three")); err != nil {
 		t.Fatal(err)
 	}
-	if d, _, _ := b.Receive(true); string(d) != "three" {
+	if d, nat, _, _ := b.Receive(t.Context(), time.Time{}); string(d) != "three" || !nat {
 		t.Fatalf("after Release the session got %q, want %q", d, "three")
 	}
 }
