@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -46,26 +49,49 @@ func TestMain(m *testing.M) {
 }
 
 // serveResponderProcess is the child's side: a PSK responder with
-// ML-KEM-768 on loopback, whose ports go to stdout as "IKE-port NAT-port".
-// It serves until stdin closes, which happens when the parent closes it or
-// dies, so no child outlives its benchmark.
+// ML-KEM-768 on loopback and an echo port for udpFloorCPU, whose ports go
+// to stdout as "IKE-port NAT-port echo-port". It serves until stdin
+// closes, which happens when the parent closes it or dies, so no child
+// outlives its benchmark.
 func serveResponderProcess() int {
 	r, err := ikeresp.New(ikeresp.Config{ID: "edge.example", PSK: []byte(testPSK), AddKE: []uint16{message.KE_MLKEM768}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench responder:", err)
 		return 1
 	}
+	echo, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench echo:", err)
+		return 1
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
-	fmt.Printf("%d %d\n", r.Addr().Port(), r.NATPort())
+	go func() { io.Copy(io.Discard, os.Stdin); cancel(); echo.Close() }()
+	go serveEcho(echo)
+	fmt.Printf("%d %d %d\n", r.Addr().Port(), r.NATPort(), echo.LocalAddr().(*net.UDPAddr).Port)
 	r.Serve(ctx)
 	return 0
 }
 
+// serveEcho answers each datagram with one as long as its first two bytes
+// say, until c is closed.
+func serveEcho(c *net.UDPConn) {
+	buf, answer := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil || n < 2 {
+			continue
+		}
+		c.WriteToUDPAddrPort(answer[:binary.BigEndian.Uint16(buf)], from)
+	}
+}
+
 // startResponderProcess runs the responder in a child process, so that
 // the benchmark's process CPU is the initiator's alone. It returns the
-// responder's IKE address and NAT-T port.
-func startResponderProcess(b *testing.B) (netip.AddrPort, uint16) {
+// responder's IKE address and NAT-T port, and the echo port's address.
+func startResponderProcess(b *testing.B) (ike netip.AddrPort, natPort uint16, echo netip.AddrPort) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), benchResponderEnv+"=1")
@@ -89,15 +115,19 @@ func startResponderProcess(b *testing.B) (netip.AddrPort, uint16) {
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	f := strings.Fields(line)
-	if err != nil || len(f) != 2 {
-		b.Fatalf("responder process printed %q (%v), want \"IKE-port NAT-port\"", line, err)
+	if err != nil || len(f) != 3 {
+		b.Fatalf("responder process printed %q (%v), want \"IKE-port NAT-port echo-port\"", line, err)
 	}
-	ike, err1 := strconv.ParseUint(f[0], 10, 16)
-	nat, err2 := strconv.ParseUint(f[1], 10, 16)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("responder process printed %q, want two ports", line)
+	var ports [3]uint16
+	for i := range ports {
+		p, err := strconv.ParseUint(f[i], 10, 16)
+		if err != nil {
+			b.Fatalf("responder process printed %q, want three ports", line)
+		}
+		ports[i] = uint16(p)
 	}
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ike)), uint16(nat)
+	lo := netip.MustParseAddr("127.0.0.1")
+	return netip.AddrPortFrom(lo, ports[0]), ports[1], netip.AddrPortFrom(lo, ports[2])
 }
 
 // Sizes of the messages the floor's PRF calls cover, about those of the
@@ -154,6 +184,37 @@ func floorCPU(b *testing.B, prf keys.PRF) time.Duration {
 	keys.ChildKeymat(prf, k.D, nil, ni, nr, 2*l.Enc)
 	total += cpuTime() - start
 	return total
+}
+
+// udpFloorCPU is the kernel's and Go's poller's part that no initiator
+// over UDP avoids, to add to floorCPU: one socket connected to the edge,
+// and as many datagrams as s sent, of the same mean size, each answered
+// by one of the mean size s received, read through Go's poller as any Go
+// initiator reads them. The answers come from the echo port of the
+// responder's process, so that only this side's CPU is counted.
+func udpFloorCPU(b *testing.B, echo netip.AddrPort, s *Session) time.Duration {
+	b.Helper()
+	n, sent, recvd := int(s.tr.sent), int(s.tr.bytesSent), int(s.tr.bytesRecvd)
+	if n == 0 || int(s.tr.recvd) != n {
+		b.Fatalf("session sent %d datagrams and received %d, want as many answers as requests", n, s.tr.recvd)
+	}
+	req, answer := make([]byte, max(sent/n, 2)), make([]byte, recvd/n+1)
+	binary.BigEndian.PutUint16(req, uint16(recvd/n))
+	start := cpuTime()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(echo))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for range n {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if got, err := c.Read(answer); err != nil || got != recvd/n {
+			b.Fatalf("echo answered %d bytes (%v), want %d", got, err, recvd/n)
+		}
+	}
+	return cpuTime() - start
 }
 
 // threadCPU is the CPU time of the calling thread. It runs on the
@@ -214,7 +275,7 @@ func startMemoryEdge(rc ikeresp.Config) *memoryEdge {
 func BenchmarkHandshake(b *testing.B) {
 	rc := ikeresp.Config{ID: "edge.example", PSK: []byte(testPSK), AddKE: []uint16{message.KE_MLKEM768}}
 	cfg := benchConfig(bindtest.DefaultAddrs.Remote)
-	measureHandshakes(b, func() (*Session, func() time.Duration) {
+	measureHandshakes(b, nil, func() (*Session, func() time.Duration) {
 		edge := startMemoryEdge(rc)
 		opt := benchOptions(bindtest.DefaultAddrs.RemoteNAT.Port())
 		opt.NewBind = func(context.Context, BindConfig) (Bind, error) { return edge.bind, nil }
@@ -234,10 +295,11 @@ func BenchmarkHandshake(b *testing.B) {
 // receiving half of the kernel's UDP path, as the edge's datagrams run
 // ours in its process.
 func BenchmarkHandshakeUDP(b *testing.B) {
-	addr, natPort := startResponderProcess(b)
+	addr, natPort, echo := startResponderProcess(b)
 	cfg := benchConfig(addr)
 	opt := benchOptions(natPort)
-	measureHandshakes(b, func() (*Session, func() time.Duration) {
+	udpFloor := func(s *Session) time.Duration { return udpFloorCPU(b, echo, s) }
+	measureHandshakes(b, udpFloor, func() (*Session, func() time.Duration) {
 		s, err := New(cfg, opt)
 		if err != nil {
 			b.Fatal(err)
@@ -249,9 +311,11 @@ func BenchmarkHandshakeUDP(b *testing.B) {
 // measureHandshakes runs b.N handshakes and reports their CPU next to the
 // floor's, measured after each. open prepares a session; it also returns
 // the CPU that something else in this process (an in-memory edge) has
-// spent since, to be taken out.
-func measureHandshakes(b *testing.B, open func() (s *Session, others func() time.Duration)) {
-	var cpu, floor time.Duration
+// spent since, to be taken out. transportFloor, if not nil, is the
+// transport's floor for an established session, reported next to the
+// crypto's.
+func measureHandshakes(b *testing.B, transportFloor func(*Session) time.Duration, open func() (s *Session, others func() time.Duration)) {
+	var cpu, floor, trFloor time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -264,11 +328,14 @@ func measureHandshakes(b *testing.B, open func() (s *Session, others func() time
 		}
 		cpu += cpuTime() - start - others()
 		b.StopTimer()
+		if transportFloor != nil {
+			trFloor += transportFloor(s)
+		}
 		floor += floorCPU(b, checkBenchSession(b, s))
 		b.StartTimer()
 	}
 	b.StopTimer()
-	reportVsFloor(b, cpu, floor)
+	reportVsFloor(b, cpu, floor, trFloor)
 }
 
 func benchConfig(remote netip.AddrPort) *Config {
@@ -300,11 +367,17 @@ func checkBenchSession(b *testing.B, s *Session) keys.PRF {
 	return prf
 }
 
-// reportVsFloor reports the CPU per handshake, the floor's and their ratio
-// from totals over b.N of each.
-func reportVsFloor(b *testing.B, cpu, floor time.Duration) {
-	perOp, floor := cpu/time.Duration(b.N), floor/time.Duration(b.N)
+// reportVsFloor reports the CPU per handshake, the crypto floor's and
+// their ratio from totals over b.N of each; with a transport floor, also
+// that floor and the ratio to both floors together.
+func reportVsFloor(b *testing.B, cpu, floor, trFloor time.Duration) {
+	n := time.Duration(b.N)
+	perOp, floor, trFloor := cpu/n, floor/n, trFloor/n
 	b.ReportMetric(float64(perOp.Microseconds()), "cpu-us/handshake")
 	b.ReportMetric(float64(floor.Microseconds()), "floor-us")
 	b.ReportMetric(float64(perOp)/float64(floor), "x-floor")
+	if trFloor > 0 {
+		b.ReportMetric(float64(trFloor.Microseconds()), "udp-floor-us")
+		b.ReportMetric(float64(perOp)/float64(floor+trFloor), "x-floor+udp")
+	}
 }

@@ -175,8 +175,18 @@ func (b *udpBind) Receive(ctx context.Context, deadline time.Time) ([]byte, bool
 		return nil, false, netip.AddrPort{}, b.closedOr(err)
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { b.ready.SetReadDeadline(time.Unix(1, 0)) })
-		defer stop()
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(fired)
+			b.ready.SetReadDeadline(time.Unix(1, 0))
+		})
+		// Once started, it must be done before we return: a late one
+		// would cut the next Receive's wait short.
+		defer func() {
+			if !stop() {
+				<-fired
+			}
+		}()
 	}
 	var (
 		d       []byte

@@ -249,6 +249,16 @@ func TestUDPBindReceive(t *testing.T) {
 	if _, _, _, err := b.Receive(ctx, time.Time{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Receive with a done ctx: %v, want context.DeadlineExceeded", err)
 	}
+	// An ended ctx does not cut the next Receive short.
+	for range 20 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+		b.Receive(ctx, time.Time{})
+		cancel()
+		start := time.Now()
+		if _, _, _, err := b.Receive(t.Context(), start.Add(10*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 10*time.Millisecond {
+			t.Fatalf("Receive after one whose ctx ended: %v after %v, want os.ErrDeadlineExceeded after 10ms", err, time.Since(start))
+		}
+	}
 
 	// A port nobody listens on answers with ICMP port unreachable, which
 	// Receive consumes: the socket holds no pending error afterwards, and
