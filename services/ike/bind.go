@@ -64,6 +64,7 @@ type udpBind struct {
 	ikeRaw, natRaw syscall.RawConn
 	ready          *os.File // the epoll instance: readable while either socket is
 	readyRaw       syscall.RawConn
+	natFirst       bool // the port Receive looked at first last time
 	closed         atomic.Bool
 }
 
@@ -110,6 +111,11 @@ func (b *udpBind) watch() error {
 	b.ready = os.NewFile(uintptr(epfd), "ike-sockets")
 	if b.readyRaw, err = b.ready.SyscallConn(); err != nil {
 		return err
+	}
+	// A file Go's poller did not take has no deadlines: every Receive
+	// would fail. Find out here, not in the session.
+	if err := b.ready.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("epoll instance not pollable: %w", err)
 	}
 	for _, raw := range []syscall.RawConn{b.ikeRaw, b.natRaw} {
 		var aerr error
@@ -188,30 +194,46 @@ func (b *udpBind) Receive(ctx context.Context, deadline time.Time) ([]byte, bool
 			}
 		}()
 	}
-	var (
-		d       []byte
-		natPort bool
-		rerr    error
-	)
-	err := b.readyRaw.Read(func(uintptr) bool {
-		for _, natPort = range []bool{false, true} {
-			var ok bool
-			if d, ok, rerr = recvNow(b.raw(natPort)); ok || rerr != nil {
-				return true
+	for {
+		var (
+			d       []byte
+			natPort bool
+			res     recvResult
+			rerr    error
+		)
+		err := b.readyRaw.Read(func(uintptr) bool {
+			// The port read first takes turns, so that a flood on one
+			// port cannot hold back the other's datagrams.
+			b.natFirst = !b.natFirst
+			for _, natPort = range []bool{b.natFirst, !b.natFirst} {
+				if d, res, rerr = recvNow(b.raw(natPort)); res != recvNone || rerr != nil {
+					return true
+				}
 			}
+			return false // neither had one: wait until the instance is readable
+		})
+		switch {
+		case ctx.Err() != nil:
+			return nil, false, netip.AddrPort{}, ctx.Err()
+		case err != nil:
+			return nil, false, netip.AddrPort{}, b.closedOr(err)
+		case rerr != nil:
+			return nil, false, netip.AddrPort{}, b.closedOr(rerr)
+		case res == recvAgain:
+			continue // Read checks the deadline again first
 		}
-		return false // neither had one: wait until the instance is readable
-	})
-	switch {
-	case ctx.Err() != nil:
-		return nil, false, netip.AddrPort{}, ctx.Err()
-	case err != nil:
-		return nil, false, netip.AddrPort{}, b.closedOr(err)
-	case rerr != nil:
-		return nil, false, netip.AddrPort{}, b.closedOr(rerr)
+		return d, natPort, b.RemoteAddr(natPort), nil
 	}
-	return d, natPort, b.RemoteAddr(natPort), nil
 }
+
+// recvResult is what recvNow found on a socket.
+type recvResult uint8
+
+const (
+	recvNone  recvResult = iota // nothing queued
+	recvOK                      // a datagram, read
+	recvAgain                   // a burst of errors: look again, as something may still be queued
+)
 
 func (b *udpBind) raw(natPort bool) syscall.RawConn {
 	if natPort {
@@ -235,15 +257,19 @@ func (b *udpBind) closedOr(err error) error {
 // real length of a UDP datagram, so the buffer is made to its size. An
 // ICMP report on the connected socket is consumed by the peek, and the
 // socket looked at again. The error is the socket's being closed.
-func recvNow(raw syscall.RawConn) (d []byte, ok bool, err error) {
+func recvNow(raw syscall.RawConn) (d []byte, res recvResult, err error) {
+	res = recvAgain
 	err = raw.Control(func(fd uintptr) {
-		// Each error is consumed; a few in a row is a burst of ICMP
-		// reports, which must not keep the session here.
+		// Each error is consumed; a burst of them (ICMP reports) returns
+		// recvAgain, so that Receive checks its deadline before looking
+		// again: Go's poller would not wake it for a datagram already
+		// queued.
 		for range 8 {
 			n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, 0, 0, unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
 			switch errno {
 			case 0:
 			case unix.EAGAIN:
+				res = recvNone
 				return
 			default:
 				continue // EINTR, or an ICMP report, now consumed
@@ -254,11 +280,11 @@ func recvNow(raw syscall.RawConn) (d []byte, ok bool, err error) {
 			if rerr != nil {
 				continue // EINTR, or an ICMP report that came after the peek
 			}
-			d, ok = buf[:m], true
+			d, res = buf[:m], recvOK
 			return
 		}
 	})
-	return d, ok, err
+	return d, res, err
 }
 
 func (b *udpBind) LocalAddr(natPort bool) netip.AddrPort {

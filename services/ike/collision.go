@@ -174,7 +174,7 @@ func (s *Session) awaitPeerCreate(ctx context.Context, sa *ikeSA) error {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil
 		case err != nil:
-			return err // the transport closed under us
+			return fmt.Errorf("waiting for the edge's rekey: %w", err) // the transport closed under us
 		}
 		s.dispatch(ctx, p)
 		if s.fatal != nil {

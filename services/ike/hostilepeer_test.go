@@ -452,8 +452,8 @@ func TestSelectorFloodRefused(t *testing.T) {
 }
 
 // injectPaced sends dgs from the edge's socket in small bursts, so that the
-// session's receive queue (which drops on overflow, as a flood must not
-// block it) sees every one of them.
+// session's socket buffer (which drops on overflow) takes every one of
+// them.
 func injectPaced(t *testing.T, r *ikeresp.Responder, dgs [][]byte) {
 	t.Helper()
 	for len(dgs) > 0 {

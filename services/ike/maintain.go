@@ -53,7 +53,7 @@ func (s *Session) maintain(ctx context.Context) error {
 		case err == nil:
 			s.dispatch(ctx, p)
 		case !errors.Is(err, os.ErrDeadlineExceeded):
-			return err // the transport closed under us
+			return fmt.Errorf("waiting for the edge: %w", err) // the transport closed under us
 		default:
 			now := time.Now()
 			if !now.Before(refreshAt) {
