@@ -26,9 +26,10 @@ type Bind interface {
 	// Receive waits for the next datagram on either port and returns it in
 	// a slice of its own, exactly its size: a session reads few datagrams,
 	// and a 64 KiB buffer for the largest one would be most of what a
-	// handshake allocates. The session's own goroutine calls it, with no
-	// reader goroutine in between, so an answer wakes the session once and
-	// nothing else. It returns ctx's error once ctx is done,
+	// handshake allocates. The session's own goroutine calls it, one call
+	// at a time, with no reader goroutine in between, so an answer wakes
+	// the session once and nothing else. Neither port's datagrams can hold
+	// back the other's. It returns ctx's error once ctx is done,
 	// os.ErrDeadlineExceeded at the deadline (zero: none; a passed one
 	// returns at once, before any datagram, so timers are never starved by
 	// a flood), and an error wrapping net.ErrClosed once the Bind is
