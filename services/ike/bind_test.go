@@ -113,8 +113,12 @@ func TestFloodDoesNotStarveRetransmits(t *testing.T) {
 			n++
 		}
 	}()
+	// A bound, so that a session the flood kept waiting fails here
+	// rather than at go test's timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
 	start := time.Now()
-	err := s.Establish(t.Context())
+	err := s.Establish(ctx)
 	took := time.Since(start)
 	close(stop)
 	n := <-flooded
@@ -154,8 +158,10 @@ func TestClosedBindEndsTheWait(t *testing.T) {
 		Logger:  slog.New(slog.DiscardHandler), RetransmitBase: 2 * time.Second, RetransmitTries: 3,
 	})
 	time.AfterFunc(50*time.Millisecond, func() { b.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
 	start := time.Now()
-	err := s.Establish(t.Context())
+	err := s.Establish(ctx)
 	if !errors.Is(err, net.ErrClosed) || time.Since(start) > time.Second {
 		t.Fatalf("Establish with its Bind closed after 50ms = %v after %v, want net.ErrClosed before the first retransmission (2s)", err, time.Since(start))
 	}
@@ -341,6 +347,7 @@ func TestUDPBindReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond) // loopback: all queued by now
+	flood := 50
 	for i := 1; ; i++ {
 		d, natPort, _, err := b.Receive(t.Context(), time.Now().Add(5*time.Second))
 		if err != nil {
@@ -352,8 +359,9 @@ func TestUDPBindReceive(t *testing.T) {
 			}
 			break
 		}
+		flood--
 	}
-	for range 49 {
+	for range flood {
 		if _, _, _, err := b.Receive(t.Context(), time.Now().Add(5*time.Second)); err != nil {
 			t.Fatalf("draining the flood: %v", err)
 		}
