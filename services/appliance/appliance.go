@@ -123,12 +123,13 @@ func New(opts Options) (*Appliance, error) {
 	// it (bounded, never waiting) until its service sends or discards it.
 	a.syslog = syslog.NewForwarder(syslog.Options{})
 	a.log = slog.New(a.syslog.Handler(a.log.Handler()))
-	a.store = config.NewStore(opts.ConfigPath, a.log, configChecks(opts.Release)...)
+	checks := configChecks(opts.Release)
+	a.store = config.NewStore(opts.ConfigPath, a.log, checks...)
 	if opts.Provision != nil {
 		// Before the first-boot default is written: a stick on a fresh box
-		// installs the site's config instead.
+		// installs the site's config instead, if this firmware accepts it.
 		p := *opts.Provision
-		p.ConfigPath, p.Default, p.Log = opts.ConfigPath, opts.DefaultConfig, a.log
+		p.ConfigPath, p.Default, p.Log, p.Checks = opts.ConfigPath, opts.DefaultConfig, a.log, checks
 		r := p.Run(context.Background())
 		a.provisioned = &r
 	}

@@ -128,6 +128,11 @@ type Provisioner struct {
 	// it is no site config at all (first boot wrote it), so any valid stick
 	// replaces it, whatever its serial.
 	Default []byte
+	// Checks are the running firmware's checks after the validator's own
+	// (config.Check), the same the appliance loads its config with: a
+	// stick's config this firmware would refuse is not installed, and an
+	// installed config it refuses is as good as none.
+	Checks []config.Check
 	// Settle bounds the wait for USB mass storage at boot. Default 5s.
 	Settle time.Duration
 	// Clock is what Run waits on and measures Waited and At with. Default
@@ -338,13 +343,13 @@ func (p *Provisioner) decide(sticks []stick) Result {
 		return r
 	}
 	b := s.config
-	c, err := config.Parse(name, b)
+	c, err := config.Parse(name, b, p.Checks...)
 	if err != nil {
 		r.Outcome, r.Errors = Rejected, errorLines(err)
 		return r
 	}
 	r.Serial = c.Serial
-	installed, err := config.Load(p.ConfigPath)
+	installed, err := config.Load(p.ConfigPath, p.Checks...)
 	switch {
 	case err == nil:
 		r.Previous = &installed.Serial

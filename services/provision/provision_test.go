@@ -239,6 +239,55 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunChecks: the firmware's own checks (Provisioner.Checks) judge the
+// stick's config and the installed one as the appliance's loader does.
+func TestRunChecks(t *testing.T) {
+	refuse9 := func(c *config.Config) []config.FieldError {
+		if c.Serial == 9 {
+			return []config.FieldError{{Field: "serial", Problem: "refused by this firmware"}}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		name           string
+		installed, usb []byte
+		want           Outcome
+		serial         int64
+		err            string
+		installedStays bool
+	}{
+		{name: "a stick the firmware refuses is not installed", installed: site(t, 1), usb: site(t, 9),
+			want: Rejected, err: "usb sda1:/pqbranch.json: serial: refused by this firmware", installedStays: true},
+		{name: "an installed config the firmware refuses is replaced", installed: site(t, 9), usb: site(t, 2),
+			want: Installed, serial: 2},
+		{name: "others pass", installed: site(t, 1), usb: site(t, 2), want: Installed, serial: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBox(t)
+			b.install(tc.installed)
+			b.plug("sda", stickWith(t, tc.usb))
+			p := b.provisioner()
+			p.Checks = []config.Check{refuse9}
+			r := p.Run(context.Background())
+			if r.Outcome != tc.want || r.Serial != tc.serial || (tc.err == "") != (len(r.Errors) == 0) ||
+				tc.err != "" && !strings.Contains(strings.Join(r.Errors, "\n"), tc.err) {
+				t.Fatalf("got %v serial %d errors %q; want %v serial %d error %q", r.Outcome, r.Serial, r.Errors, tc.want, tc.serial, tc.err)
+			}
+			got, err := os.ReadFile(b.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.usb; tc.installedStays {
+				if !bytes.Equal(got, tc.installed) {
+					t.Errorf("installed config is %q, want it unchanged", got)
+				}
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("installed config is %q, want the stick's", got)
+			}
+		})
+	}
+}
+
 // readStick is the config file of the one stick behind device (e.g. sda1).
 func readStick(t *testing.T, sticks map[string]string, device string) []byte {
 	t.Helper()
