@@ -61,12 +61,18 @@ type BindConfig struct {
 // poller, for a datagram on either port, where a reader goroutine per
 // socket would hand each datagram on and wake the session a second time.
 type udpBind struct {
-	ike, nat       *net.UDPConn
-	ikeRaw, natRaw syscall.RawConn
-	ready          *os.File // the epoll instance: readable while either socket is
-	readyRaw       syscall.RawConn
-	natFirst       bool // the port Receive looked at first last time
-	closed         atomic.Bool
+	ike, nat udpPort
+	ready    *os.File // the epoll instance: readable while either socket is
+	readyRaw syscall.RawConn
+	natFirst bool // the port Receive looked at first last time
+	closed   atomic.Bool
+}
+
+// udpPort is one of a udpBind's sockets, with its descriptor for recvNow's
+// reads, which do not wait.
+type udpPort struct {
+	conn *net.UDPConn
+	raw  syscall.RawConn
 }
 
 // DialUDP opens the two sockets of c; it is Options.NewBind's default.
@@ -80,7 +86,7 @@ func DialUDP(ctx context.Context, c BindConfig) (Bind, error) {
 		ike.Close()
 		return nil, fmt.Errorf("NAT-T socket: %w", err)
 	}
-	b := &udpBind{ike: ike, nat: nat}
+	b := &udpBind{ike: udpPort{conn: ike}, nat: udpPort{conn: nat}}
 	if err := b.watch(); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("waiting on both sockets: %w", err)
@@ -93,11 +99,10 @@ func DialUDP(ctx context.Context, c BindConfig) (Bind, error) {
 // while a socket in it is.
 func (b *udpBind) watch() error {
 	var err error
-	if b.ikeRaw, err = b.ike.SyscallConn(); err != nil {
-		return err
-	}
-	if b.natRaw, err = b.nat.SyscallConn(); err != nil {
-		return err
+	for _, p := range []*udpPort{&b.ike, &b.nat} {
+		if p.raw, err = p.conn.SyscallConn(); err != nil {
+			return err
+		}
 	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -118,9 +123,9 @@ func (b *udpBind) watch() error {
 	if err := b.ready.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("epoll instance not pollable: %w", err)
 	}
-	for _, raw := range []syscall.RawConn{b.ikeRaw, b.natRaw} {
+	for _, p := range []*udpPort{&b.ike, &b.nat} {
 		var aerr error
-		err := raw.Control(func(fd uintptr) {
+		err := p.raw.Control(func(fd uintptr) {
 			aerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 		})
 		if err = errors.Join(err, aerr); err != nil {
@@ -155,11 +160,11 @@ func dialUDP(ctx context.Context, local netip.Addr, port uint16, remote netip.Ad
 	return c.(*net.UDPConn), nil
 }
 
-func (b *udpBind) conn(natPort bool) *net.UDPConn {
+func (b *udpBind) port(natPort bool) *udpPort {
 	if natPort {
-		return b.nat
+		return &b.nat
 	}
-	return b.ike
+	return &b.ike
 }
 
 // Send checks ctx only before writing: a UDP write does not wait for the
@@ -168,7 +173,7 @@ func (b *udpBind) Send(ctx context.Context, natPort bool, d []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err := b.conn(natPort).Write(d)
+	_, err := b.port(natPort).conn.Write(d)
 	return err
 }
 
@@ -207,7 +212,7 @@ func (b *udpBind) Receive(ctx context.Context, deadline time.Time) ([]byte, bool
 			// port cannot hold back the other's datagrams.
 			b.natFirst = !b.natFirst
 			for _, natPort = range []bool{b.natFirst, !b.natFirst} {
-				if d, res, rerr = recvNow(b.raw(natPort)); res != recvNone || rerr != nil {
+				if d, res, rerr = recvNow(b.port(natPort).raw); res != recvNone || rerr != nil {
 					return true
 				}
 			}
@@ -235,13 +240,6 @@ const (
 	recvOK                      // a datagram, read
 	recvAgain                   // a burst of errors: look again, as something may still be queued
 )
-
-func (b *udpBind) raw(natPort bool) syscall.RawConn {
-	if natPort {
-		return b.natRaw
-	}
-	return b.ikeRaw
-}
 
 // closedOr makes the error of a closed Bind the net.ErrClosed it
 // promises: the epoll file's RawConn reports "use of closed file", which
@@ -289,16 +287,16 @@ func recvNow(raw syscall.RawConn) (d []byte, res recvResult, err error) {
 }
 
 func (b *udpBind) LocalAddr(natPort bool) netip.AddrPort {
-	return b.conn(natPort).LocalAddr().(*net.UDPAddr).AddrPort()
+	return b.port(natPort).conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func (b *udpBind) RemoteAddr(natPort bool) netip.AddrPort {
-	return b.conn(natPort).RemoteAddr().(*net.UDPAddr).AddrPort()
+	return b.port(natPort).conn.RemoteAddr().(*net.UDPAddr).AddrPort()
 }
 
 func (b *udpBind) Close() error {
 	b.closed.Store(true)
-	err := errors.Join(b.ike.Close(), b.nat.Close())
+	err := errors.Join(b.ike.conn.Close(), b.nat.conn.Close())
 	if b.ready != nil {
 		err = errors.Join(err, b.ready.Close())
 	}

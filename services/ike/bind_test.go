@@ -26,8 +26,7 @@ import (
 // gives up with ErrPeerLost, and Close releases the Bind.
 func TestLostPeerOverMemoryBind(t *testing.T) {
 	b, peer := bindtest.New(bindtest.DefaultAddrs)
-	cfg := &Config{LocalID: "branch1.example", RemoteID: "edge.example", Remote: bindtest.DefaultAddrs.Remote.String(),
-		Auth: "psk", PSK: NewSecret(testPSK), LocalSubnets: mustPrefixes("198.18.1.0/24"), RemoteSubnets: mustPrefixes("198.19.0.0/16")}
+	cfg := tunnelConfigTo(bindtest.DefaultAddrs.Remote)
 	var asked []BindConfig
 	const tries = 4
 	s, err := New(cfg, Options{
@@ -89,8 +88,7 @@ func TestLostPeerOverMemoryBind(t *testing.T) {
 // with ErrPeerLost, as with a silent edge.
 func TestFloodDoesNotStarveRetransmits(t *testing.T) {
 	b, peer := bindtest.New(bindtest.DefaultAddrs)
-	cfg := &Config{LocalID: "branch1.example", RemoteID: "edge.example", Remote: bindtest.DefaultAddrs.Remote.String(),
-		Auth: "psk", PSK: NewSecret(testPSK), LocalSubnets: mustPrefixes("198.18.1.0/24"), RemoteSubnets: mustPrefixes("198.19.0.0/16")}
+	cfg := tunnelConfigTo(bindtest.DefaultAddrs.Remote)
 	const tries = 4
 	s := newSession(t, cfg, Options{
 		NewBind: func(context.Context, BindConfig) (Bind, error) { return b, nil },
@@ -151,8 +149,7 @@ func TestFloodDoesNotStarveRetransmits(t *testing.T) {
 // a closed Bind until the tries run out.
 func TestClosedBindEndsTheWait(t *testing.T) {
 	b, _ := bindtest.New(bindtest.DefaultAddrs)
-	cfg := &Config{LocalID: "branch1.example", RemoteID: "edge.example", Remote: bindtest.DefaultAddrs.Remote.String(),
-		Auth: "psk", PSK: NewSecret(testPSK), LocalSubnets: mustPrefixes("198.18.1.0/24"), RemoteSubnets: mustPrefixes("198.19.0.0/16")}
+	cfg := tunnelConfigTo(bindtest.DefaultAddrs.Remote)
 	s := newSession(t, cfg, Options{
 		NewBind: func(context.Context, BindConfig) (Bind, error) { return b, nil },
 		Logger:  slog.New(slog.DiscardHandler), RetransmitBase: 2 * time.Second, RetransmitTries: 3,
@@ -172,8 +169,7 @@ func TestClosedBindEndsTheWait(t *testing.T) {
 // it started neither dials nor sends.
 func TestCancelledEstablishSendsNothing(t *testing.T) {
 	b, peer := bindtest.New(bindtest.DefaultAddrs)
-	cfg := &Config{LocalID: "branch1.example", RemoteID: "edge.example", Remote: bindtest.DefaultAddrs.Remote.String(),
-		Auth: "psk", PSK: NewSecret(testPSK), LocalSubnets: mustPrefixes("198.18.1.0/24"), RemoteSubnets: mustPrefixes("198.19.0.0/16")}
+	cfg := tunnelConfigTo(bindtest.DefaultAddrs.Remote)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	var dialCtxErr error
@@ -374,10 +370,7 @@ func TestUDPBindReceive(t *testing.T) {
 	if err := b.Send(t.Context(), true, []byte("to a closed port")); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := b.(*udpBind).nat.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := b.(*udpBind).nat.raw
 	// poll reports the pending error without clearing it.
 	pollErr := func() (bool, error) {
 		var n int

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 )
@@ -167,14 +166,9 @@ func (s *Session) awaitPeerCreate(ctx context.Context, sa *ikeSA) error {
 	}
 	deadline := time.Now().Add(s.exchangeTimeout())
 	for sa.peerCreate != nil {
-		p, err := s.tr.receive(ctx, deadline)
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil
-		case err != nil:
-			return fmt.Errorf("waiting for the edge's rekey: %w", err) // the transport closed under us
+		p, ok, err := s.tr.receive(ctx, deadline)
+		if err != nil || !ok {
+			return err // nil at the deadline: the edge gave up on its rekey
 		}
 		s.dispatch(ctx, p)
 		if s.fatal != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/pqbranch/pqbranch/services/ike/message"
@@ -52,18 +51,15 @@ func (s *Session) roundTrip(ctx context.Context, what string, dgs [][]byte, trie
 				// draw another answer of the same kind.
 				deadline = settleAt
 			}
-			p, err := s.tr.receive(ctx, deadline)
-			if ctx.Err() != nil {
-				return ctx.Err()
+			p, ok, err := s.tr.receive(ctx, deadline)
+			if err != nil {
+				return err
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !ok {
 				if !settleAt.IsZero() {
 					return nil // only provisional answers came; the caller acts on them
 				}
 				break // retransmit
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", what, err) // the transport closed under us
 			}
 			switch match(p) {
 			case accepted:

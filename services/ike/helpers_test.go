@@ -34,9 +34,12 @@ func startResponder(t testing.TB, rc ikeresp.Config) *ikeresp.Responder {
 	return r
 }
 
-func tunnelConfig(r *ikeresp.Responder) *Config {
+func tunnelConfig(r *ikeresp.Responder) *Config { return tunnelConfigTo(r.Addr()) }
+
+// tunnelConfigTo is the tests' PSK tunnel towards the edge at remote.
+func tunnelConfigTo(remote netip.AddrPort) *Config {
 	return &Config{
-		LocalID: "branch1.example", RemoteID: "edge.example", Remote: r.Addr().String(),
+		LocalID: "branch1.example", RemoteID: "edge.example", Remote: remote.String(),
 		Auth: "psk", PSK: NewSecret(testPSK),
 		LocalSubnets:  mustPrefixes("198.18.1.0/24", "198.18.2.0/24"),
 		RemoteSubnets: mustPrefixes("198.18.0.0/24", "198.19.0.0/16"),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -46,14 +45,12 @@ func (s *Session) maintain(ctx context.Context) error {
 				next = d
 			}
 		}
-		p, err := s.tr.receive(ctx, next)
+		p, ok, err := s.tr.receive(ctx, next)
 		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err == nil:
+		case err != nil:
+			return err
+		case ok:
 			s.dispatch(ctx, p)
-		case !errors.Is(err, os.ErrDeadlineExceeded):
-			return fmt.Errorf("waiting for the edge: %w", err) // the transport closed under us
 		default:
 			now := time.Now()
 			if !now.Before(refreshAt) {

@@ -2,8 +2,10 @@ package ike
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 )
 
@@ -30,13 +32,19 @@ type transport struct {
 func newTransport(b Bind) *transport { return &transport{bind: b} }
 
 // receive returns the next IKE datagram, waiting until deadline (zero:
-// none) or until ctx is done; a Bind's errors pass as they are:
-// os.ErrDeadlineExceeded at the deadline, ctx's, net.ErrClosed.
-func (t *transport) receive(ctx context.Context, deadline time.Time) (packet, error) {
+// none): ok is false once the deadline has passed. Once ctx is done the
+// error is ctx's own, whatever the Bind said, so that a stop is never
+// taken for a lost peer; any other error is the Bind's being closed.
+func (t *transport) receive(ctx context.Context, deadline time.Time) (p packet, ok bool, err error) {
 	for {
 		b, natPort, from, err := t.bind.Receive(ctx, deadline)
-		if err != nil {
-			return packet{}, err
+		switch {
+		case ctx.Err() != nil:
+			return packet{}, false, ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return packet{}, false, nil
+		case err != nil:
+			return packet{}, false, fmt.Errorf("receive: %w", err)
 		}
 		if natPort {
 			// A lone 0xff is a NAT keepalive; anything not starting with
@@ -48,7 +56,7 @@ func (t *transport) receive(ctx context.Context, deadline time.Time) (packet, er
 		}
 		t.recvd++
 		t.bytesRecvd += uint64(len(b))
-		return packet{b: b, from: from, natPort: natPort}, nil
+		return packet{b: b, from: from, natPort: natPort}, true, nil
 	}
 }
 

@@ -54,8 +54,6 @@ type link struct {
 	mu      sync.Mutex
 	loss    func(toEdge bool, d Datagram) bool
 	handler func(d Datagram)
-	held    []Datagram // the Peer's sends while held, in order
-	holding bool
 }
 
 // lost reports whether the loss function takes d.
@@ -184,54 +182,20 @@ func (p *Peer) Closed() bool {
 }
 
 // Send delivers d to the session's port, from the edge's port of the same
-// kind; a full queue drops it.
+// kind, unless the loss function takes it; a full queue drops it.
 func (p *Peer) Send(natPort bool, d []byte) error {
 	if p.Closed() {
 		return errClosed
 	}
 	dg := Datagram{NATPort: natPort, B: append([]byte(nil), d...)}
-	p.l.mu.Lock()
-	if p.l.holding {
-		p.l.held = append(p.l.held, dg)
-		p.l.mu.Unlock()
+	if p.l.lost(false, dg) {
 		return nil
 	}
-	p.l.mu.Unlock()
-	p.deliver(dg)
-	return nil
-}
-
-// deliver puts dg on the session's queue, unless it is lost; a full queue
-// drops it.
-func (p *Peer) deliver(dg Datagram) {
-	if p.l.lost(false, dg) {
-		return
-	}
 	select {
-	case p.l.toBind[port(dg.NATPort)] <- dg.B:
+	case p.l.toBind[port(natPort)] <- dg.B:
 	default:
 	}
-}
-
-// Hold keeps what the Peer sends from the session until Release, which
-// delivers it in order: a handler that times its own work holds its
-// answers, so that waking the session is not counted as its own.
-func (p *Peer) Hold() {
-	p.l.mu.Lock()
-	defer p.l.mu.Unlock()
-	p.l.holding = true
-}
-
-// Release delivers what was sent since Hold, and sends go straight to the
-// session again.
-func (p *Peer) Release() {
-	p.l.mu.Lock()
-	held := p.l.held
-	p.l.held, p.l.holding = nil, false
-	p.l.mu.Unlock()
-	for _, dg := range held {
-		p.deliver(dg)
-	}
+	return nil
 }
 
 // Addrs are the link's addresses; the Peer is at Remote and RemoteNAT.

@@ -200,34 +200,3 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("without a handler: %v, %d queued, %d handled", err, p.Pending(), len(got))
 	}
 }
-
-// What the Peer sends while held reaches the session only on Release, in
-// order and through the loss function; then sends go straight again.
-func TestHoldRelease(t *testing.T) {
-	b, p := New(DefaultAddrs)
-	defer b.Close()
-	p.SetLoss(func(toEdge bool, d Datagram) bool { return string(d.B) == "lose" })
-	p.Hold()
-	for _, s := range []string{"one", "lose", "two"} {
-		if err := p.Send(false, []byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case d := <-b.l.toBind[0]:
-		t.Fatalf("%q reached the session while held", d)
-	default:
-	}
-	p.Release()
-	for _, want := range []string{"one", "two"} {
-		if d, nat, _, _ := b.Receive(t.Context(), time.Time{}); string(d) != want || nat {
-			t.Fatalf("session got %q, want %q", d, want)
-		}
-	}
-	if err := p.Send(true, []byte("three")); err != nil {
-		t.Fatal(err)
-	}
-	if d, nat, _, _ := b.Receive(t.Context(), time.Time{}); string(d) != "three" || !nat {
-		t.Fatalf("after Release the session got %q, want %q", d, "three")
-	}
-}
