@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -223,6 +224,13 @@ func (vm *VM) Console() string {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	return strings.Join(vm.lines, "\n")
+}
+
+// LinesSince returns the console lines printed after mark.
+func (vm *VM) LinesSince(mark int) []string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return slices.Clone(vm.lines[min(mark, len(vm.lines)):])
 }
 
 // Send types s on the console.

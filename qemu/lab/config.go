@@ -51,7 +51,8 @@ func (l *Lab) WriteConfig(ctx context.Context, cfg []byte) error {
 	line, err := l.VM.WaitLineAfter(wctx, mark, done)
 	switch {
 	case err != nil:
-		return fmt.Errorf("lab: config: the console shell did not confirm the download: %w", err)
+		return fmt.Errorf("lab: config: the console shell did not confirm the download: %w; the console since:\n%s",
+			err, l.consoleSince(mark))
 	case done.FindStringSubmatch(line)[1] == "failed":
 		return fmt.Errorf("lab: config: the download or the reload failed on the box (console: %q)", line)
 	}

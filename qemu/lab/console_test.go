@@ -1,6 +1,9 @@
 package lab
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // Console lines as the dev shell's line editor draws them (captured from a
 // box under QEMU): a short line, and a long one wrapped onto two rows with
@@ -49,5 +52,37 @@ func TestDrawnLine(t *testing.T) {
 				t.Errorf("accepted line %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// A failed test shows the box's console through Readable: every drawing of
+// a typed line but the last is dropped, escape sequences go, and log lines
+// and command output stay where they were.
+func TestReadable(t *testing.T) {
+	frame := func(text string) string {
+		return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40m" + text + "\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+	}
+	const (
+		help    = "\x1b[90mM-?\x1b[0m \x1b[90mtoggle key help\x1b[0m\x1b[90m • \x1b[0m\x1b[90mC-d\x1b[0m \x1b[90merase/stop\x1b[0m"
+		wrapped = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc dddd\x1b[0m\x1b[40m\x1b[7m \x1b[0m\x1b[0m\x1b[40m\x1b[0m\x1b[40m           \x1b[0m"
+		logLine = "\x1b[0Dtime=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel"
+	)
+	got := Readable([]string{
+		"init: watchdog armed",
+		frame(""), help,
+		frame("e"), frame("ec"), logLine, frame("echo aaaa bbbb"), wrapped, help,
+		"\x1b[2K\x1b[?25hok-2",
+		frame(""), help,
+	})
+	want := []string{
+		"init: watchdog armed",
+		"> ec", // the last drawing before the log line
+		"time=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel",
+		"> echo aaaa bbbb", "  cccc dddd", "M-? toggle key help • C-d erase/stop",
+		"ok-2",
+		">", "M-? toggle key help • C-d erase/stop",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Readable:\n got %q\nwant %q", got, want)
 	}
 }

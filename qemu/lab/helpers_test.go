@@ -64,7 +64,7 @@ func startLabWith(ctx context.Context, t *testing.T, o Options) *Lab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 150))
+			t.Logf("appliance console:\n%s", consoleTail(l, 150))
 			t.Logf("charon log:\n%s", tail(l.Edge.Log(), 40))
 			t.Logf("WAN DHCP log:\n%s", tail(l.DHCPLog(), 20))
 		}
@@ -106,11 +106,13 @@ func waitPing(ctx context.Context, l *Lab) (string, bool) {
 }
 
 func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return strings.Join(lastLines(strings.Split(strings.TrimRight(s, "\n"), "\n"), n), "\n")
+}
+
+// consoleTail returns the box's last n console lines, readable (see
+// Readable): what a failed test shows of the box.
+func consoleTail(l *Lab, n int) string {
+	return strings.Join(lastLines(Readable(l.VM.LinesSince(0)), n), "\n")
 }
 
 // testWriter sends the lab's progress lines to the test log.

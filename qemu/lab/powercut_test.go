@@ -139,7 +139,7 @@ func TestUpdatePowerCuts(t *testing.T) {
 				if r != nil {
 					desc = describe(r.Update)
 				}
-				t.Fatalf("update %d to %s did not complete after its cuts: %v %s\nconsole:\n%s", i+1, target.Version, err, desc, tail(l.VM.Console(), 80))
+				t.Fatalf("update %d to %s did not complete after its cuts: %v %s\nconsole:\n%s", i+1, target.Version, err, desc, consoleTail(l, 80))
 			}
 			time.Sleep(2 * time.Second)
 		}

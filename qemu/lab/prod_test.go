@@ -165,7 +165,7 @@ func waitWANLease(ctx context.Context, t *testing.T, l *Lab, mac string) netip.A
 			return netip.MustParseAddr(m[1])
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("no WAN lease for %s; dnsmasq log:\n%s\nconsole:\n%s", mac, tail(l.DHCPLog(), 20), tail(l.VM.Console(), 60))
+			t.Fatalf("no WAN lease for %s; dnsmasq log:\n%s\nconsole:\n%s", mac, tail(l.DHCPLog(), 20), consoleTail(l, 60))
 		}
 		time.Sleep(time.Second)
 	}

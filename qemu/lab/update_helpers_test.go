@@ -112,7 +112,7 @@ func startBoxLab(ctx context.Context, t *testing.T, img string) *Lab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("appliance console:\n%s", tail(l.VM.Console(), 150))
+			t.Logf("appliance console:\n%s", consoleTail(l, 150))
 		}
 		if err := l.Close(); err != nil {
 			t.Errorf("lab teardown: %v", err)
@@ -128,7 +128,7 @@ func waitBanner(ctx context.Context, t *testing.T, l *Lab, mark int) (version, s
 	re := regexp.MustCompile(`^pqbranch (\S+) board=qemu-x86_64 slot=([AB?])$`)
 	line, err := l.VM.WaitLineAfter(ctx, mark, re)
 	if err != nil {
-		t.Fatalf("no boot banner: %v\nconsole:\n%s", err, tail(l.VM.Console(), 80))
+		t.Fatalf("no boot banner: %v\nconsole:\n%s", err, consoleTail(l, 80))
 	}
 	m := re.FindStringSubmatch(line)
 	return m[1], m[2]
@@ -146,7 +146,7 @@ func waitUpdate(ctx context.Context, t *testing.T, l *Lab, what string, d time.D
 			b, _ := json.Marshal(r.Update)
 			u = string(b)
 		}
-		t.Fatalf("%s: %v\nupdate status: %s\nconsole:\n%s", what, err, u, tail(l.VM.Console(), 80))
+		t.Fatalf("%s: %v\nupdate status: %s\nconsole:\n%s", what, err, u, consoleTail(l, 80))
 	}
 	return r
 }
@@ -204,7 +204,7 @@ func healthyOn(ctx context.Context, t *testing.T, l *Lab, version, slot string) 
 		return r.Version == version && r.Slot == slot && Established(r) && r.Config.Loaded && !r.Config.Defaults
 	})
 	if err != nil {
-		t.Fatalf("the box is not healthy on %s in slot %s: %v\nconsole:\n%s", version, slot, err, tail(l.VM.Console(), 80))
+		t.Fatalf("the box is not healthy on %s in slot %s: %v\nconsole:\n%s", version, slot, err, consoleTail(l, 80))
 	}
 	if len(r.Config.Errors) > 0 || r.Hostname != "pqbranch" {
 		t.Errorf("config not intact: hostname %q, errors %v", r.Hostname, r.Config.Errors)
