@@ -52,7 +52,7 @@ func (l *Lab) WriteConfig(ctx context.Context, cfg []byte) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("lab: config: the console shell did not confirm the download: %w; the console since:\n%s",
-			err, l.consoleSince(mark))
+			err, consoleSince(l.VM, mark))
 	case done.FindStringSubmatch(line)[1] == "failed":
 		return fmt.Errorf("lab: config: the download or the reload failed on the box (console: %q)", line)
 	}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -29,30 +30,45 @@ const (
 	// drawnRows is how many console lines a drawn command may span.
 	drawnRows = 4
 	// startWait bounds how long the shell may take, after Enter, to print
-	// a command's start marker, and enterPresses how often Enter is
-	// pressed for it.
-	startWait    = 30 * time.Second
-	enterPresses = 2
+	// a command's start marker.
+	startWait = 30 * time.Second
+	// cursorBlock draws the editor's cursor, and showCursor is the last
+	// thing the editor prints when it has taken a line.
+	cursorBlock = "\x1b[7m"
+	showCursor  = "\x1b[?25h"
 )
 
 // ansiEscape matches the CSI sequences the line editor draws with.
 var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
+// serial is what typing a command needs of the box's serial console: a
+// *qemu.VM, or a scripted double in tests.
+type serial interface {
+	Mark() int
+	Send(s string) error
+	WaitLineFunc(ctx context.Context, mark int, what string, ok func(line string) bool) (string, error)
+	LinesSince(mark int) []string
+}
+
 // Command types cmd on the console's shell and presses Enter once the line
 // editor has drawn exactly that line. It returns when the shell has started
-// the command, not when the command is done: the caller waits for its
-// effect.
+// the line, not when the command is done: the caller waits for its effect.
+//
+// The line starts with a marker the shell prints, so a start proves that
+// the line was entered, not that cmd itself ran (a syntax error in cmd
+// still prints it). The shell's own words (exit, enablecomp) only work on
+// a line of their own, so they cannot be typed here.
 func (l *Lab) Command(ctx context.Context, cmd string) error {
-	return l.typeCommand(ctx, cmd, typeTries)
+	return typeCommand(ctx, l.VM, cmd, typeTries)
 }
 
 // TryCommand is Command with a single try, for a box that may be
 // rebooting with no shell to type to: the caller tries again later.
 func (l *Lab) TryCommand(ctx context.Context, cmd string) error {
-	return l.typeCommand(ctx, cmd, 1)
+	return typeCommand(ctx, l.VM, cmd, 1)
 }
 
-func (l *Lab) typeCommand(ctx context.Context, cmd string, tries int) error {
+func typeCommand(ctx context.Context, c serial, cmd string, tries int) error {
 	for try := 1; ; try++ {
 		// The shell prints a start marker before it runs cmd. It computes
 		// the marker, so the drawn line cannot match it. A comment of its
@@ -60,45 +76,69 @@ func (l *Lab) typeCommand(ctx context.Context, cmd string, tries int) error {
 		// earlier, identical line cannot pass for it.
 		n := rand.IntN(1 << 20)
 		line := fmt.Sprintf("echo started-$((%d+1)); %s #%d", n, cmd, rand.Uint32())
-		mark := l.VM.Mark()
-		if err := l.VM.Send(killLine + line); err != nil {
+		mark := c.Mark()
+		if err := c.Send(killLine + line); err != nil {
 			return fmt.Errorf("lab: console: %w", err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, echoBase+time.Duration(len(line))*echoPerKey)
-		_, err := l.VM.WaitLineFunc(wctx, mark, fmt.Sprintf("prompt showing %q", line), drawnLine(line))
+		_, err := c.WaitLineFunc(wctx, mark, fmt.Sprintf("prompt showing %q", line), drawnLine(line))
 		cancel()
 		if err == nil {
-			return l.enter(ctx, cmd, mark, n+1)
+			return enter(ctx, c, cmd, line, mark, n+1)
 		}
 		if ctx.Err() != nil || try == tries {
-			return fmt.Errorf("lab: console: typed %q %d times: %w; the console since:\n%s", cmd, try, err, l.consoleSince(mark))
+			return fmt.Errorf("lab: console: typed %q %d times: %w; the console since:\n%s", cmd, try, err, consoleSince(c, mark))
 		}
 	}
 }
 
-// enter presses Enter under a drawn line and waits for the shell to print
-// its start marker. An Enter can be lost like any key; it is pressed again
-// rather than the line retyped, because a line that did start must not run
-// twice. An Enter too many is an empty line at the next prompt.
-func (l *Lab) enter(ctx context.Context, cmd string, mark, started int) error {
+// enter presses Enter under the drawn line and waits for the shell to
+// print its start marker. If the marker is late and the editor never drew
+// the line as taken, the Enter was lost like any key can be: it is pressed
+// once more. The line is never retyped, and Enter is not pressed again
+// once the editor took the line, so that a line never runs twice.
+func enter(ctx context.Context, c serial, cmd, line string, mark, started int) error {
 	re := regexp.MustCompile(fmt.Sprintf(`started-%d\b`, started))
-	var err error
-	for press := 1; press <= enterPresses; press++ {
-		if err := l.VM.Send("\r"); err != nil {
-			return fmt.Errorf("lab: console: %w", err)
-		}
+	waitStart := func() error {
 		wctx, cancel := context.WithTimeout(ctx, startWait)
-		_, err = l.VM.WaitLineAfter(wctx, mark, re)
-		cancel()
-		if err == nil {
+		defer cancel()
+		_, err := c.WaitLineFunc(wctx, mark, fmt.Sprintf("start marker started-%d", started), re.MatchString)
+		return err
+	}
+	if err := c.Send("\r"); err != nil {
+		return fmt.Errorf("lab: console: %w", err)
+	}
+	err := waitStart()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		if !entered(c.LinesSince(mark), line) {
+			if err := c.Send("\r"); err != nil {
+				return fmt.Errorf("lab: console: %w", err)
+			}
+		}
+		if err = waitStart(); err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			break
+	}
+	what := "the editor did not take the line"
+	if entered(c.LinesSince(mark), line) {
+		what = "the editor took the line, but the shell did not start it"
+	}
+	return fmt.Errorf("lab: console: %q: %s: %w; the console since:\n%s", cmd, what, err, consoleSince(c, mark))
+}
+
+// entered reports whether the editor drew line as taken: its last drawing,
+// after Enter, has no cursor block.
+func entered(lines []string, line string) bool {
+	drawn := drawnLine(line)
+	for _, l := range lines {
+		if drawn(l) && !strings.Contains(l, cursorBlock) {
+			return true
 		}
 	}
-	return fmt.Errorf("lab: console: the shell did not start %q after Enter: %w; the console since:\n%s",
-		cmd, err, l.consoleSince(mark))
+	return false
 }
 
 // drawnLine returns a check, fed the console's lines in order, that
@@ -130,11 +170,16 @@ func drawnLine(cmd string) func(line string) bool {
 // Readable returns console lines as a person reads them: without the line
 // editor's escape sequences, and with each typed line drawn once. The
 // editor draws the line again for every key, so a log of the raw console
-// is mostly redraws that push out what explains a failure.
+// is mostly redraws that push out what explains a failure. What tells
+// whether a line was entered stays: the cursor, drawn as ▮ until the
+// editor takes the line, and "[editor closed]" where it let go of the
+// terminal.
 func Readable(lines []string) []string {
 	var out []string
 	drawing := -1 // where the current drawing starts in out, or -1
 	for _, raw := range lines {
+		raw = strings.ReplaceAll(raw, cursorBlock, "▮")
+		raw = strings.ReplaceAll(raw, showCursor, "[editor closed] ")
 		line := strings.TrimRight(ansiEscape.ReplaceAllString(raw, ""), " \r")
 		switch {
 		case line == ">" || strings.HasPrefix(line, "> "):
@@ -160,8 +205,8 @@ func lastLines(lines []string, n int) []string {
 	return lines[max(len(lines)-n, 0):]
 }
 
-// consoleSince is the box's console since mark, readable and at most 30
-// lines, for errors.
-func (l *Lab) consoleSince(mark int) string {
-	return strings.Join(lastLines(Readable(l.VM.LinesSince(mark)), 30), "\n")
+// consoleSince is the console since mark, readable and at most 30 lines,
+// for errors.
+func consoleSince(c serial, mark int) string {
+	return strings.Join(lastLines(Readable(c.LinesSince(mark)), 30), "\n")
 }

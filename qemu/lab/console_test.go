@@ -1,7 +1,12 @@
 package lab
 
 import (
+	"context"
+	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -55,13 +60,25 @@ func TestDrawnLine(t *testing.T) {
 	}
 }
 
+// Frames as the line editor draws a short line (captured from a box under
+// QEMU): while it is typed, with the cursor block; once Enter took it,
+// without; then the shell's output after the editor let go.
+func editing(text string) string {
+	return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40m" + text + "\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+}
+
+func taken(text string) string {
+	return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[37m\x1b[37m> \x1b[0m\x1b[0m\x1b[37m" + text + "\x1b[0m\x1b[37m\x1b[37m \x1b[0m"
+}
+
+func closed(output string) string {
+	return "\x1b[0D\x1b[2K\x1b[?25h\x1b[?1002l\x1b[?1003l\x1b[?1006l" + output
+}
+
 // A failed test shows the box's console through Readable: every drawing of
-// a typed line but the last is dropped, escape sequences go, and log lines
-// and command output stay where they were.
+// a typed line but the last is dropped, escape sequences go, log lines and
+// command output stay where they were, and whether a line was taken shows.
 func TestReadable(t *testing.T) {
-	frame := func(text string) string {
-		return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40m" + text + "\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
-	}
 	const (
 		help    = "\x1b[90mM-?\x1b[0m \x1b[90mtoggle key help\x1b[0m\x1b[90m • \x1b[0m\x1b[90mC-d\x1b[0m \x1b[90merase/stop\x1b[0m"
 		wrapped = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc dddd\x1b[0m\x1b[40m\x1b[7m \x1b[0m\x1b[0m\x1b[40m\x1b[0m\x1b[40m           \x1b[0m"
@@ -69,20 +86,112 @@ func TestReadable(t *testing.T) {
 	)
 	got := Readable([]string{
 		"init: watchdog armed",
-		frame(""), help,
-		frame("e"), frame("ec"), logLine, frame("echo aaaa bbbb"), wrapped, help,
-		"\x1b[2K\x1b[?25hok-2",
-		frame(""), help,
+		editing(""), help,
+		editing("e"), editing("ec"), logLine, editing("echo aaaa bbbb"), wrapped, help,
+		editing("echo hi-$((1+1))"), taken("echo hi-$((1+1))"), closed("hi-2"),
+		editing(""), help,
 	})
 	want := []string{
 		"init: watchdog armed",
-		"> ec", // the last drawing before the log line
+		"> ec▮", // the last drawing before the log line
 		"time=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel",
-		"> echo aaaa bbbb", "  cccc dddd", "M-? toggle key help • C-d erase/stop",
-		"ok-2",
-		">", "M-? toggle key help • C-d erase/stop",
+		"> echo hi-$((1+1))", // taken: no cursor
+		"[editor closed] hi-2",
+		"> ▮", "M-? toggle key help • C-d erase/stop",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Readable:\n got %q\nwant %q", got, want)
+	}
+}
+
+// scriptedShell is a serial console with the dev shell behind it, as
+// scripted by a test: it draws what is typed, ignores the first lostEnters
+// Enters, and then takes the line, printing the start marker the line
+// computes unless the shell hangs. Nothing happens later than the call
+// that caused it, so a wait that finds nothing has timed out.
+type scriptedShell struct {
+	lostEnters int
+	hangs      bool
+
+	lines   []string
+	editor  string // the line the editor shows
+	typed   int
+	enters  int
+	started []string
+}
+
+var startMarker = regexp.MustCompile(`^echo started-\$\(\((\d+)\+1\)\);`)
+
+func (s *scriptedShell) Mark() int { return len(s.lines) }
+
+func (s *scriptedShell) Send(keys string) error {
+	switch {
+	case strings.HasPrefix(keys, killLine):
+		s.typed++
+		s.editor = strings.TrimPrefix(keys, killLine)
+		s.lines = append(s.lines, editing(s.editor), "M-? toggle key help")
+	case keys == "\r":
+		s.enters++
+		if s.enters <= s.lostEnters || s.editor == "" {
+			return nil
+		}
+		s.lines = append(s.lines, taken(s.editor))
+		if !s.hangs {
+			n, _ := strconv.Atoi(startMarker.FindStringSubmatch(s.editor)[1])
+			s.lines = append(s.lines, closed(fmt.Sprintf("started-%d", n+1)))
+			s.started = append(s.started, s.editor)
+		}
+		s.editor = ""
+	default:
+		return fmt.Errorf("scripted shell: unexpected keys %q", keys)
+	}
+	return nil
+}
+
+func (s *scriptedShell) WaitLineFunc(ctx context.Context, mark int, what string, ok func(string) bool) (string, error) {
+	for _, l := range s.lines[mark:] {
+		if ok(l) {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("no %s: %w", what, context.DeadlineExceeded)
+}
+
+func (s *scriptedShell) LinesSince(mark int) []string { return slices.Clone(s.lines[mark:]) }
+
+// Command presses Enter again only when the editor never took the line,
+// never retypes a line it pressed Enter under, and says which of the two
+// failed.
+func TestCommandEnter(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		shell      scriptedShell
+		wantEnters int
+		wantErr    string // "" for a started line
+	}{
+		{"taken", scriptedShell{}, 1, ""},
+		{"first Enter lost", scriptedShell{lostEnters: 1}, 2, ""},
+		{"every Enter lost", scriptedShell{lostEnters: 2}, 2, "the editor did not take the line"},
+		{"shell hangs", scriptedShell{hangs: true}, 1, "the editor took the line, but the shell did not start it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.shell
+			err := typeCommand(context.Background(), &s, "update check", typeTries)
+			if s.typed != 1 || s.enters != tc.wantEnters {
+				t.Errorf("typed the line %d times and pressed Enter %d times; want once and %d", s.typed, s.enters, tc.wantEnters)
+			}
+			if tc.wantErr == "" {
+				if err != nil || len(s.started) != 1 || !strings.Contains(s.started[0], "; update check #") {
+					t.Errorf("err %v, started %q; want the line started once", err, s.started)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "> echo started-") {
+				t.Errorf("err %v; want %q and the console", err, tc.wantErr)
+			}
+			if len(s.started) != 0 {
+				t.Errorf("started %q; want nothing", s.started)
+			}
+		})
 	}
 }
