@@ -27,8 +27,6 @@ const (
 	// running, no editor yet) drops the pending line. It is no signal: a
 	// running command is not interrupted.
 	killLine = "\x15"
-	// drawnRows is how many console lines a drawn command may span.
-	drawnRows = 4
 	// startWait bounds how long the shell may take, after Enter, to print
 	// a command's start marker.
 	startWait = 30 * time.Second
@@ -36,10 +34,17 @@ const (
 	// thing the editor prints when it has taken a line.
 	cursorBlock = "\x1b[7m"
 	showCursor  = "\x1b[?25h"
+	// cursorDown moves the cursor one row down: the editor's way of
+	// skipping a row that has not changed.
+	cursorDown = "\x1b[1B"
 )
 
-// ansiEscape matches the CSI sequences the line editor draws with.
-var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+// ansiEscape matches the CSI sequences the line editor draws with, and
+// leadingEscapes those a console line starts with.
+var (
+	ansiEscape     = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+	leadingEscapes = regexp.MustCompile(`^(?:\x1b\[[0-9;?]*[A-Za-z])*`)
+)
 
 // serial is what typing a command needs of the box's serial console: a
 // *qemu.VM, or a scripted double in tests.
@@ -144,26 +149,37 @@ func entered(lines []string, line string) bool {
 // drawnLine returns a check, fed the console's lines in order, that
 // accepts the line completing a drawing of "> cmd" and nothing else. A
 // long line is wrapped at a space onto rows indented by two; the rows are
-// compared joined, with runs of spaces as one.
+// compared joined, with runs of spaces as one. The editor writes again
+// only the rows that changed and moves the cursor down over the others
+// (bubbletea's standard renderer), so a row it skipped is taken from its
+// previous drawing.
 func drawnLine(cmd string) func(line string) bool {
 	want := strings.Join(strings.Fields(cmd), " ")
-	var rows []string
+	var (
+		prev, cur []string // the rows of the previous drawing and of this one
+		drawing   bool     // whether the lines so far continue cur
+	)
 	return func(line string) bool {
-		rows = append(rows, strings.TrimRight(ansiEscape.ReplaceAllString(line, ""), " "))
-		if len(rows) > drawnRows {
-			rows = rows[1:]
-		}
-		// The drawing ends at this line: find where it starts.
-		for i := len(rows) - 1; i >= 0; i-- {
-			if text, ok := strings.CutPrefix(rows[i], "> "); ok {
-				parts := append([]string{text}, rows[i+1:]...)
-				return strings.Join(strings.Fields(strings.Join(parts, " ")), " ") == want
+		skipped := strings.Count(leadingEscapes.FindString(line), cursorDown)
+		row := strings.TrimRight(ansiEscape.ReplaceAllString(line, ""), " ")
+		switch {
+		case row == ">" || strings.HasPrefix(row, "> "):
+			prev, cur, drawing = cur, []string{row}, true
+		case drawing && (skipped > 0 || strings.HasPrefix(row, "  ")):
+			for ; skipped > 0; skipped-- {
+				if len(cur) >= len(prev) {
+					drawing = false // a skipped row never seen drawn
+					return false
+				}
+				cur = append(cur, prev[len(cur)])
 			}
-			if !strings.HasPrefix(rows[i], "  ") {
-				return false // neither the prompt's row nor a wrapped one
-			}
+			cur = append(cur, row)
+		default:
+			drawing = false // a log line, or anything else, ends a drawing
+			return false
 		}
-		return false
+		text := strings.TrimPrefix(strings.Join(cur, " "), ">")
+		return strings.Join(strings.Fields(text), " ") == want
 	}
 }
 
@@ -173,11 +189,16 @@ func drawnLine(cmd string) func(line string) bool {
 // is mostly redraws that push out what explains a failure. What tells
 // whether a line was entered stays: the cursor, drawn as ▮ until the
 // editor takes the line, and "[editor closed]" where it let go of the
-// terminal.
+// terminal. A row the editor left as it was shows as "  ⋮".
 func Readable(lines []string) []string {
 	var out []string
 	drawing := -1 // where the current drawing starts in out, or -1
 	for _, raw := range lines {
+		if drawing >= 0 {
+			for range strings.Count(leadingEscapes.FindString(raw), cursorDown) {
+				out = append(out, "  ⋮")
+			}
+		}
 		raw = strings.ReplaceAll(raw, cursorBlock, "▮")
 		raw = strings.ReplaceAll(raw, showCursor, "[editor closed] ")
 		line := strings.TrimRight(ansiEscape.ReplaceAllString(raw, ""), " \r")

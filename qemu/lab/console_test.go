@@ -26,6 +26,11 @@ func TestDrawnLine(t *testing.T) {
 		extra   = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate checkx\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 		twice   = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mupdate checkupdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 		tail    = "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40mdate check\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		// A line of three rows; typing on at the end of the third leaves
+		// the second unchanged, and the editor moves down over it.
+		row2Full = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc dddd\x1b[0m\x1b[40m           \x1b[0m"
+		row3Cut  = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40meeee ff\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+		row3Skip = "\x1b[1B\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40meeee ffff\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 	)
 	for _, tc := range []struct {
 		name  string
@@ -43,6 +48,10 @@ func TestDrawnLine(t *testing.T) {
 		{"more typed", "update check", []string{extra}, -1},
 		{"typed twice", "update check", []string{twice}, -1},
 		{"wrapped, with a row of another line before", "echo aaaa bbbb cccc dddd", []string{short, row1, row2}, 2},
+		{"three rows, the second skipped", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row2Full, row3Cut, row1, row3Skip}, 4},
+		{"three rows, the second skipped, a log line between", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row2Full, row3Cut, logLine, row1, row3Skip}, 5},
+		{"a skipped row never drawn", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row3Skip}, -1},
+		{"a skipped row of another line", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row2Cut, row3Cut, row1, row3Skip}, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			drawn := drawnLine(tc.cmd)
@@ -90,6 +99,7 @@ func TestReadable(t *testing.T) {
 		editing("e"), editing("ec"), logLine, editing("echo aaaa bbbb"), wrapped, help,
 		editing("echo hi-$((1+1))"), taken("echo hi-$((1+1))"), closed("hi-2"),
 		editing(""), help,
+		editing("echo aaaa bbbb"), "\x1b[1B" + wrapped,
 	})
 	want := []string{
 		"init: watchdog armed",
@@ -97,7 +107,9 @@ func TestReadable(t *testing.T) {
 		"time=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel",
 		"> echo hi-$((1+1))", // taken: no cursor
 		"[editor closed] hi-2",
-		"> ▮", "M-? toggle key help • C-d erase/stop",
+		"> echo aaaa bbbb▮", // replaces the empty prompt; the row it skipped shows as ⋮
+		"  ⋮",
+		"  cccc dddd▮",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Readable:\n got %q\nwant %q", got, want)
