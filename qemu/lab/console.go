@@ -30,6 +30,9 @@ const (
 	// startWait bounds how long the shell may take, after Enter, to print
 	// a command's start marker.
 	startWait = 30 * time.Second
+	// lookBack is how many console lines before a command are read for the
+	// editor's drawings, which a new drawing may refer to.
+	lookBack = 1000
 	// cursorBlock draws the editor's cursor, and showCursor is the last
 	// thing the editor prints when it has taken a line.
 	cursorBlock = "\x1b[7m"
@@ -39,12 +42,24 @@ const (
 	cursorDown = "\x1b[1B"
 )
 
-// ansiEscape matches the CSI sequences the line editor draws with, and
-// leadingEscapes those a console line starts with.
+// ansiEscape matches the CSI sequences the line editor draws with,
+// leadingEscapes those a console line starts with, and frameStart what
+// starts a drawing's first row: back to the start of the line, and clear it.
 var (
 	ansiEscape     = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 	leadingEscapes = regexp.MustCompile(`^(?:\x1b\[[0-9;?]*[A-Za-z])*`)
+	frameStart     = regexp.MustCompile(`\x1b\[[0-9]*D\x1b\[2K`)
 )
+
+// lastFrame cuts a console line to the drawing that starts last in it.
+// The editor ends its help row without a newline, so the next drawing's
+// first row shares the help row's console line.
+func lastFrame(line string) string {
+	if at := frameStart.FindAllStringIndex(line, -1); len(at) > 0 {
+		return line[at[len(at)-1][0]:]
+	}
+	return line
+}
 
 // serial is what typing a command needs of the box's serial console: a
 // *qemu.VM, or a scripted double in tests.
@@ -74,22 +89,26 @@ func (l *Lab) TryCommand(ctx context.Context, cmd string) error {
 }
 
 func typeCommand(ctx context.Context, c serial, cmd string, tries int) error {
+	// Drawings are read from well before the first try: the editor skips
+	// the rows that did not change since its last drawing, which may be an
+	// earlier try's or older. Only a drawing of this try's line can match.
+	from := max(c.Mark()-lookBack, 0)
 	for try := 1; ; try++ {
 		// The shell prints a start marker before it runs cmd. It computes
-		// the marker, so the drawn line cannot match it. A comment of its
-		// own makes each try's line unique, so that the last frame of an
-		// earlier, identical line cannot pass for it.
+		// the marker, so the drawn line cannot match it, and its random
+		// number makes each try's line unique, so that the last frame of
+		// an earlier, identical line cannot pass for it.
 		n := rand.IntN(1 << 20)
-		line := fmt.Sprintf("echo started-$((%d+1)); %s #%d", n, cmd, rand.Uint32())
+		line := fmt.Sprintf("echo started-$((%d+1)); %s", n, cmd)
 		mark := c.Mark()
 		if err := c.Send(killLine + line); err != nil {
 			return fmt.Errorf("lab: console: %w", err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, echoBase+time.Duration(len(line))*echoPerKey)
-		_, err := c.WaitLineFunc(wctx, mark, fmt.Sprintf("prompt showing %q", line), drawnLine(line))
+		_, err := c.WaitLineFunc(wctx, from, fmt.Sprintf("prompt showing %q", line), drawnLine(line))
 		cancel()
 		if err == nil {
-			return enter(ctx, c, cmd, line, mark, n+1)
+			return enter(ctx, c, cmd, line, from, mark, n+1)
 		}
 		if ctx.Err() != nil || try == tries {
 			return fmt.Errorf("lab: console: typed %q %d times: %w; the console since:\n%s", cmd, try, err, consoleSince(c, mark))
@@ -102,7 +121,7 @@ func typeCommand(ctx context.Context, c serial, cmd string, tries int) error {
 // the line as taken, the Enter was lost like any key can be: it is pressed
 // once more. The line is never retyped, and Enter is not pressed again
 // once the editor took the line, so that a line never runs twice.
-func enter(ctx context.Context, c serial, cmd, line string, mark, started int) error {
+func enter(ctx context.Context, c serial, cmd, line string, from, mark, started int) error {
 	re := regexp.MustCompile(fmt.Sprintf(`started-%d\b`, started))
 	waitStart := func() error {
 		wctx, cancel := context.WithTimeout(ctx, startWait)
@@ -118,7 +137,7 @@ func enter(ctx context.Context, c serial, cmd, line string, mark, started int) e
 		return nil
 	}
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		if !entered(c.LinesSince(mark), line) {
+		if !entered(c.LinesSince(from), line) {
 			if err := c.Send("\r"); err != nil {
 				return fmt.Errorf("lab: console: %w", err)
 			}
@@ -128,14 +147,14 @@ func enter(ctx context.Context, c serial, cmd, line string, mark, started int) e
 		}
 	}
 	what := "the editor did not take the line"
-	if entered(c.LinesSince(mark), line) {
+	if entered(c.LinesSince(from), line) {
 		what = "the editor took the line, but the shell did not start it"
 	}
 	return fmt.Errorf("lab: console: %q: %s: %w; the console since:\n%s", cmd, what, err, consoleSince(c, mark))
 }
 
-// entered reports whether the editor drew line as taken: its last drawing,
-// after Enter, has no cursor block.
+// entered reports whether the editor drew line as taken: once Enter took
+// it, the editor draws it again with no cursor block.
 func entered(lines []string, line string) bool {
 	drawn := drawnLine(line)
 	for _, l := range lines {
@@ -160,6 +179,7 @@ func drawnLine(cmd string) func(line string) bool {
 		drawing   bool     // whether the lines so far continue cur
 	)
 	return func(line string) bool {
+		line = lastFrame(line)
 		skipped := strings.Count(leadingEscapes.FindString(line), cursorDown)
 		row := strings.TrimRight(ansiEscape.ReplaceAllString(line, ""), " ")
 		switch {
@@ -199,7 +219,7 @@ func Readable(lines []string) []string {
 				out = append(out, "  ⋮")
 			}
 		}
-		raw = strings.ReplaceAll(raw, cursorBlock, "▮")
+		raw = strings.ReplaceAll(lastFrame(raw), cursorBlock, "▮")
 		raw = strings.ReplaceAll(raw, showCursor, "[editor closed] ")
 		line := strings.TrimRight(ansiEscape.ReplaceAllString(raw, ""), " \r")
 		switch {

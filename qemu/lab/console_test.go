@@ -52,6 +52,7 @@ func TestDrawnLine(t *testing.T) {
 		{"three rows, the second skipped, a log line between", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row2Full, row3Cut, logLine, row1, row3Skip}, 5},
 		{"a skipped row never drawn", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row3Skip}, -1},
 		{"a skipped row of another line", "echo aaaa bbbb cccc dddd eeee ffff", []string{row1, row2Cut, row3Cut, row1, row3Skip}, -1},
+		{"on the help row's console line", "update check", []string{"\x1b[90mM-?\x1b[0m \x1b[90mtoggle key help\x1b[0m" + short}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			drawn := drawnLine(tc.cmd)
@@ -76,6 +77,18 @@ func editing(text string) string {
 	return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40m" + text + "\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
 }
 
+// firstRow is the first row of a drawing whose cursor is on a later row,
+// lastRow the row with the cursor, and middle a row in between.
+func firstRow(text string) string {
+	return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[40m\x1b[37m> \x1b[0m\x1b[0m\x1b[40m" + text + "\x1b[0m"
+}
+
+func lastRow(text string) string {
+	return "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40m" + text + "\x1b[0m\x1b[40m\x1b[7m \x1b[0m"
+}
+
+const middle = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc dddd\x1b[0m\x1b[40m           \x1b[0m"
+
 func taken(text string) string {
 	return "\x1b[0D\x1b[1A\x1b[0D\x1b[2K\x1b[37m\x1b[37m> \x1b[0m\x1b[0m\x1b[37m" + text + "\x1b[0m\x1b[37m\x1b[37m \x1b[0m"
 }
@@ -98,8 +111,9 @@ func TestReadable(t *testing.T) {
 		editing(""), help,
 		editing("e"), editing("ec"), logLine, editing("echo aaaa bbbb"), wrapped, help,
 		editing("echo hi-$((1+1))"), taken("echo hi-$((1+1))"), closed("hi-2"),
-		editing(""), help,
-		editing("echo aaaa bbbb"), "\x1b[1B" + wrapped,
+		help + editing("update"), // the help row ends without a newline
+		firstRow("echo aaaa bbbb"), middle, lastRow("eeee"),
+		firstRow("echo aaaa bbbb"), cursorDown + lastRow("eeee ffff"),
 	})
 	want := []string{
 		"init: watchdog armed",
@@ -107,9 +121,9 @@ func TestReadable(t *testing.T) {
 		"time=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel",
 		"> echo hi-$((1+1))", // taken: no cursor
 		"[editor closed] hi-2",
-		"> echo aaaa bbbb▮", // replaces the empty prompt; the row it skipped shows as ⋮
+		"> echo aaaa bbbb", // the last drawing; the row it skipped shows as ⋮
 		"  ⋮",
-		"  cccc dddd▮",
+		"  eeee ffff▮",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Readable:\n got %q\nwant %q", got, want)
@@ -117,22 +131,59 @@ func TestReadable(t *testing.T) {
 }
 
 // scriptedShell is a serial console with the dev shell behind it, as
-// scripted by a test: it draws what is typed, ignores the first lostEnters
-// Enters, and then takes the line, printing the start marker the line
-// computes unless the shell hangs. Nothing happens later than the call
-// that caused it, so a wait that finds nothing has timed out.
+// scripted by a test. It draws what is typed as bubbletea's renderer does,
+// on rows of shellWidth: the first row always, a later row only if it
+// changed, else it moves the cursor down over it. It loses the last key of
+// the first lostKeys typings, ignores the first lostEnters Enters, and then
+// takes the line, printing the start marker the line computes unless the
+// shell hangs. Nothing happens later than the call that caused it, so a
+// wait that finds nothing has timed out.
 type scriptedShell struct {
+	lostKeys   int
 	lostEnters int
 	hangs      bool
 
 	lines   []string
-	editor  string // the line the editor shows
+	editor  string   // the line the editor holds
+	drawn   []string // the rows of its last drawing
 	typed   int
 	enters  int
 	started []string
 }
 
+const shellWidth = 32
+
 var startMarker = regexp.MustCompile(`^echo started-\$\(\((\d+)\+1\)\);`)
+
+// draw emits a drawing of the editor's line, the cursor at its end, or
+// taken: restyled, so every row is written.
+func (s *scriptedShell) draw(taken bool) {
+	var rows []string
+	for _, w := range strings.Fields(s.editor) {
+		if n := len(rows); n > 0 && len(rows[n-1])+1+len(w) <= shellWidth {
+			rows[n-1] += " " + w
+		} else {
+			rows = append(rows, w)
+		}
+	}
+	skip := ""
+	for i, r := range rows {
+		if !taken && i == len(rows)-1 {
+			r += cursorBlock + " \x1b[0m"
+		}
+		switch {
+		case i == 0:
+			s.lines = append(s.lines, "\x1b[0D\x1b[2K> "+r)
+		case !taken && len(rows) <= len(s.drawn) && s.drawn[i] == r:
+			skip += cursorDown
+		default:
+			s.lines = append(s.lines, skip+"  "+r)
+			skip = ""
+		}
+		rows[i] = r
+	}
+	s.drawn = rows
+}
 
 func (s *scriptedShell) Mark() int { return len(s.lines) }
 
@@ -141,19 +192,22 @@ func (s *scriptedShell) Send(keys string) error {
 	case strings.HasPrefix(keys, killLine):
 		s.typed++
 		s.editor = strings.TrimPrefix(keys, killLine)
-		s.lines = append(s.lines, editing(s.editor), "M-? toggle key help")
+		if s.typed <= s.lostKeys {
+			s.editor = s.editor[:len(s.editor)-1]
+		}
+		s.draw(false)
 	case keys == "\r":
 		s.enters++
 		if s.enters <= s.lostEnters || s.editor == "" {
 			return nil
 		}
-		s.lines = append(s.lines, taken(s.editor))
+		s.draw(true)
 		if !s.hangs {
 			n, _ := strconv.Atoi(startMarker.FindStringSubmatch(s.editor)[1])
 			s.lines = append(s.lines, closed(fmt.Sprintf("started-%d", n+1)))
 			s.started = append(s.started, s.editor)
 		}
-		s.editor = ""
+		s.editor, s.drawn = "", nil
 	default:
 		return fmt.Errorf("scripted shell: unexpected keys %q", keys)
 	}
@@ -171,29 +225,33 @@ func (s *scriptedShell) WaitLineFunc(ctx context.Context, mark int, what string,
 
 func (s *scriptedShell) LinesSince(mark int) []string { return slices.Clone(s.lines[mark:]) }
 
-// Command presses Enter again only when the editor never took the line,
-// never retypes a line it pressed Enter under, and says which of the two
-// failed.
+// Command retypes a line that was not drawn whole, even where the editor
+// skips rows drawn before the retry; it presses Enter again only when the
+// editor never took the line, never retypes a line it pressed Enter under,
+// and says which of the two failed.
 func TestCommandEnter(t *testing.T) {
+	const cmd = "wget -O /data/pqbranch.json http://198.18.1.10:1/ && reload"
 	for _, tc := range []struct {
 		name       string
 		shell      scriptedShell
+		wantTyped  int
 		wantEnters int
 		wantErr    string // "" for a started line
 	}{
-		{"taken", scriptedShell{}, 1, ""},
-		{"first Enter lost", scriptedShell{lostEnters: 1}, 2, ""},
-		{"every Enter lost", scriptedShell{lostEnters: 2}, 2, "the editor did not take the line"},
-		{"shell hangs", scriptedShell{hangs: true}, 1, "the editor took the line, but the shell did not start it"},
+		{"taken", scriptedShell{}, 1, 1, ""},
+		{"a key lost, retyped over rows drawn before", scriptedShell{lostKeys: 1}, 2, 1, ""},
+		{"first Enter lost", scriptedShell{lostEnters: 1}, 1, 2, ""},
+		{"every Enter lost", scriptedShell{lostEnters: 2}, 1, 2, "the editor did not take the line"},
+		{"shell hangs", scriptedShell{hangs: true}, 1, 1, "the editor took the line, but the shell did not start it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.shell
-			err := typeCommand(context.Background(), &s, "update check", typeTries)
-			if s.typed != 1 || s.enters != tc.wantEnters {
-				t.Errorf("typed the line %d times and pressed Enter %d times; want once and %d", s.typed, s.enters, tc.wantEnters)
+			err := typeCommand(context.Background(), &s, cmd, typeTries)
+			if s.typed != tc.wantTyped || s.enters != tc.wantEnters {
+				t.Errorf("typed the line %d times and pressed Enter %d times; want %d and %d", s.typed, s.enters, tc.wantTyped, tc.wantEnters)
 			}
 			if tc.wantErr == "" {
-				if err != nil || len(s.started) != 1 || !strings.Contains(s.started[0], "; update check #") {
+				if err != nil || len(s.started) != 1 || !strings.HasSuffix(s.started[0], "; "+cmd) {
 					t.Errorf("err %v, started %q; want the line started once", err, s.started)
 				}
 				return
@@ -206,4 +264,25 @@ func TestCommandEnter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The console is the guest's output: Readable and drawnLine take any
+// bytes without panicking, and drawnLine accepts only a drawing that
+// starts with the prompt.
+func FuzzConsole(f *testing.F) {
+	f.Add("update check", editing("update check"))
+	f.Add("echo aaaa bbbb cccc dddd", firstRow("echo aaaa bbbb")+"\n"+cursorDown+lastRow("cccc dddd"))
+	f.Add("x", "\x1b[1B\x1b[1B> x\n\x1b[0D\x1b[2K"+taken("x")+"\n"+closed("started-1"))
+	f.Fuzz(func(t *testing.T, cmd, console string) {
+		lines := strings.Split(console, "\n")
+		Readable(lines)
+		drawn, sawPrompt := drawnLine(cmd), false
+		for _, l := range lines {
+			row := strings.TrimRight(ansiEscape.ReplaceAllString(lastFrame(l), ""), " ")
+			sawPrompt = sawPrompt || row == ">" || strings.HasPrefix(row, "> ")
+			if drawn(l) && !sawPrompt {
+				t.Fatalf("accepted %q for %q before any prompt", l, cmd)
+			}
+		}
+	})
 }
