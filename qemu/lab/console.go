@@ -51,6 +51,17 @@ var (
 	frameStart     = regexp.MustCompile(`\x1b\[[0-9]*D\x1b\[2K`)
 )
 
+// plain is a console line's text: no escape sequences, no trailing blanks.
+func plain(line string) string {
+	return strings.TrimRight(ansiEscape.ReplaceAllString(line, ""), " \r")
+}
+
+// isPrompt reports whether a plain row is the first row of the editor's
+// drawing: the prompt, and the line's start after it.
+func isPrompt(row string) bool {
+	return row == ">" || strings.HasPrefix(row, "> ")
+}
+
 // lastFrame cuts a console line to the drawing that starts last in it.
 // The editor ends its help row without a newline, so the next drawing's
 // first row shares the help row's console line.
@@ -181,9 +192,9 @@ func drawnLine(cmd string) func(line string) bool {
 	return func(line string) bool {
 		line = lastFrame(line)
 		skipped := strings.Count(leadingEscapes.FindString(line), cursorDown)
-		row := strings.TrimRight(ansiEscape.ReplaceAllString(line, ""), " ")
+		row := plain(line)
 		switch {
-		case row == ">" || strings.HasPrefix(row, "> "):
+		case isPrompt(row):
 			prev, cur, drawing = cur, []string{row}, true
 		case drawing && (skipped > 0 || strings.HasPrefix(row, "  ")):
 			for ; skipped > 0; skipped-- {
@@ -203,14 +214,14 @@ func drawnLine(cmd string) func(line string) bool {
 	}
 }
 
-// Readable returns console lines as a person reads them: without the line
+// readable returns console lines as a person reads them: without the line
 // editor's escape sequences, and with each typed line drawn once. The
 // editor draws the line again for every key, so a log of the raw console
 // is mostly redraws that push out what explains a failure. What tells
 // whether a line was entered stays: the cursor, drawn as ▮ until the
 // editor takes the line, and "[editor closed]" where it let go of the
 // terminal. A row the editor left as it was shows as "  ⋮".
-func Readable(lines []string) []string {
+func readable(lines []string) []string {
 	var out []string
 	drawing := -1 // where the current drawing starts in out, or -1
 	for _, raw := range lines {
@@ -221,9 +232,9 @@ func Readable(lines []string) []string {
 		}
 		raw = strings.ReplaceAll(lastFrame(raw), cursorBlock, "▮")
 		raw = strings.ReplaceAll(raw, showCursor, "[editor closed] ")
-		line := strings.TrimRight(ansiEscape.ReplaceAllString(raw, ""), " \r")
+		line := plain(raw)
 		switch {
-		case line == ">" || strings.HasPrefix(line, "> "):
+		case isPrompt(line):
 			if drawing >= 0 {
 				out = out[:drawing] // a newer drawing of the same line
 			}
@@ -249,5 +260,5 @@ func lastLines(lines []string, n int) []string {
 // consoleSince is the console since mark, readable and at most 30 lines,
 // for errors.
 func consoleSince(c serial, mark int) string {
-	return strings.Join(lastLines(Readable(c.LinesSince(mark)), 30), "\n")
+	return strings.Join(lastLines(readable(c.LinesSince(mark)), 30), "\n")
 }

@@ -97,7 +97,7 @@ func closed(output string) string {
 	return "\x1b[0D\x1b[2K\x1b[?25h\x1b[?1002l\x1b[?1003l\x1b[?1006l" + output
 }
 
-// A failed test shows the box's console through Readable: every drawing of
+// A failed test shows the box's console through readable: every drawing of
 // a typed line but the last is dropped, escape sequences go, log lines and
 // command output stay where they were, and whether a line was taken shows.
 func TestReadable(t *testing.T) {
@@ -106,7 +106,7 @@ func TestReadable(t *testing.T) {
 		wrapped = "\x1b[40m\x1b[37m  \x1b[0m\x1b[0m\x1b[40mcccc dddd\x1b[0m\x1b[40m\x1b[7m \x1b[0m\x1b[0m\x1b[40m\x1b[0m\x1b[40m           \x1b[0m"
 		logLine = "\x1b[0Dtime=2026-12-05T12:01:39.409Z level=INFO msg=exchange svc=tunnel"
 	)
-	got := Readable([]string{
+	got := readable([]string{
 		"init: watchdog armed",
 		editing(""), help,
 		editing("e"), editing("ec"), logLine, editing("echo aaaa bbbb"), wrapped, help,
@@ -126,7 +126,7 @@ func TestReadable(t *testing.T) {
 		"  eeee ffff▮",
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("Readable:\n got %q\nwant %q", got, want)
+		t.Errorf("readable:\n got %q\nwant %q", got, want)
 	}
 }
 
@@ -266,7 +266,7 @@ func TestCommandEnter(t *testing.T) {
 	}
 }
 
-// The console is the guest's output: Readable and drawnLine take any
+// The console is the guest's output: readable and drawnLine take any
 // bytes without panicking, and drawnLine accepts only a drawing that
 // starts with the prompt.
 func FuzzConsole(f *testing.F) {
@@ -275,11 +275,10 @@ func FuzzConsole(f *testing.F) {
 	f.Add("x", "\x1b[1B\x1b[1B> x\n\x1b[0D\x1b[2K"+taken("x")+"\n"+closed("started-1"))
 	f.Fuzz(func(t *testing.T, cmd, console string) {
 		lines := strings.Split(console, "\n")
-		Readable(lines)
+		readable(lines)
 		drawn, sawPrompt := drawnLine(cmd), false
 		for _, l := range lines {
-			row := strings.TrimRight(ansiEscape.ReplaceAllString(lastFrame(l), ""), " ")
-			sawPrompt = sawPrompt || row == ">" || strings.HasPrefix(row, "> ")
+			sawPrompt = sawPrompt || isPrompt(plain(lastFrame(l)))
 			if drawn(l) && !sawPrompt {
 				t.Fatalf("accepted %q for %q before any prompt", l, cmd)
 			}

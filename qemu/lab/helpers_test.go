@@ -110,9 +110,9 @@ func tail(s string, n int) string {
 }
 
 // consoleTail returns the box's last n console lines, readable (see
-// Readable): what a failed test shows of the box.
+// readable): what a failed test shows of the box.
 func consoleTail(l *Lab, n int) string {
-	return strings.Join(lastLines(Readable(l.VM.LinesSince(0)), n), "\n")
+	return strings.Join(lastLines(readable(l.VM.LinesSince(0)), n), "\n")
 }
 
 // testWriter sends the lab's progress lines to the test log.
